@@ -1,0 +1,1 @@
+"""The papers' algorithms, written against driver interfaces only (never ``labrig.hw``)."""

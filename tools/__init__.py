@@ -1,0 +1,1 @@
+"""The ``labrig`` command line: ``devices``, ``bench``, ``reproduce``."""
