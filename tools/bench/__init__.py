@@ -14,6 +14,7 @@ __all__ = ["BENCH_MODULES", "Bench", "bench", "get_bench", "list_benches"]
 #: Modules that register benches when imported.
 BENCH_MODULES = [
     "labrig.tools.bench.nvme",
+    "labrig.tools.bench.cxl",
 ]
 
 

@@ -19,6 +19,9 @@ __all__ = ["EXPERIMENT_MODULES", "Experiment", "experiment", "get_experiment",
 #: Modules that register experiments when imported, in the order ``--list`` shows them.
 EXPERIMENT_MODULES = [
     "labrig.tools.experiments.nvme_fidelity",
+    "labrig.tools.experiments.waferllm_gemm",
+    "labrig.tools.experiments.cxl_fidelity",
+    "labrig.tools.experiments.quake",
 ]
 
 

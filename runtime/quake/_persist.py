@@ -1,0 +1,109 @@
+"""Versioned, checksummed file format of a Quake index.
+
+Layout (little endian)::
+
+    b"LBQUAKE\\0" | u32 version | u64 header_len | header (UTF-8 JSON) | payload | u32 crc32
+
+The header holds d, the config, λ's profile and each partition's id and size; the payload
+holds, per partition in header order, its centroid (d float32), ids (s int64) and vectors
+(s·d float32).  The CRC covers everything before it.  The access-frequency window is not
+saved: a loaded index starts with an empty window.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from labrig.errors import UsageError
+from labrig.runtime.quake._cost import CostModel, ScanLatency
+from labrig.runtime.quake._params import QuakeConfig
+
+if TYPE_CHECKING:
+    from labrig.runtime.quake._index import QuakeIndex
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "QuakeFileError", "load_index", "save_index"]
+
+MAGIC = b"LBQUAKE\0"
+FORMAT_VERSION = 1
+_PRE = struct.Struct("<8sIQ")
+_CRC = struct.Struct("<I")
+
+
+class QuakeFileError(UsageError):
+    """A Quake index file is not one, is truncated, corrupt, or of an unknown version."""
+
+
+def save_index(index: QuakeIndex, path: Path) -> None:
+    """Write ``index`` to ``path`` atomically (temporary file, then rename)."""
+    pids = sorted(index._parts)
+    lam = index.scan_latency
+    header = {"d": index.d, "config": asdict(index.config),
+              "lambda": [lam.sizes.tolist(), lam.seconds.tolist()],
+              "partitions": [[p, index._parts[p].size] for p in pids],
+              "next_pid": index._next_pid}
+    hb = json.dumps(header).encode()
+    chunks = [_PRE.pack(MAGIC, FORMAT_VERSION, len(hb)), hb]
+    for p in pids:
+        part = index._parts[p]
+        chunks += [part.centroid.astype("<f4").tobytes(), part.ids.astype("<i8").tobytes(),
+                   part.x.astype("<f4").tobytes()]
+    blob = b"".join(chunks)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(blob + _CRC.pack(zlib.crc32(blob)))
+    tmp.replace(path)
+
+
+def load_index(cls: type[QuakeIndex], path: Path, n_workers: int | None) -> QuakeIndex:
+    """Read a file written by :func:`save_index`."""
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise QuakeFileError(f"{path}: cannot read Quake index: {exc}") from exc
+    if len(blob) < _PRE.size + _CRC.size:
+        raise QuakeFileError(f"{path}: truncated ({len(blob)} bytes)")
+    magic, version, hlen = _PRE.unpack_from(blob)
+    if magic != MAGIC:
+        raise QuakeFileError(f"{path}: not a Quake index (magic {magic!r})")
+    if version != FORMAT_VERSION:
+        raise QuakeFileError(f"{path}: format version {version}, this labrig reads {FORMAT_VERSION}")
+    body, (crc,) = blob[:-_CRC.size], _CRC.unpack(blob[-_CRC.size:])
+    if _PRE.size + hlen > len(body):
+        raise QuakeFileError(f"{path}: truncated (header of {hlen} bytes does not fit)")
+    if zlib.crc32(body) != crc:
+        raise QuakeFileError(f"{path}: checksum mismatch (corrupt or truncated file)")
+    try:
+        header: dict[str, Any] = json.loads(body[_PRE.size:_PRE.size + hlen])
+        d = int(header["d"])
+        cfg = dict(header["config"])
+        if n_workers is not None:
+            cfg["n_workers"] = n_workers
+        index = cls(d, QuakeConfig(**cfg))
+        off = _PRE.size + hlen
+        for pid, size in header["partitions"]:
+            need = 4 * d + 8 * size + 4 * size * d
+            if off + need > len(body):
+                raise QuakeFileError(f"{path}: truncated inside partition {pid}")
+            c = np.frombuffer(body, "<f4", d, off).astype(np.float32)
+            ids = np.frombuffer(body, "<i8", size, off + 4 * d).astype(np.int64)
+            x = np.frombuffer(body, "<f4", size * d, off + 4 * d + 8 * size)
+            index._next_pid = int(pid)
+            index._new_partition(c, x.reshape(size, d).astype(np.float32), ids)
+            off += need
+        if off != len(body):
+            raise QuakeFileError(f"{path}: {len(body) - off} unexpected trailing bytes")
+        index._next_pid = int(header["next_pid"])
+        lam = ScanLatency(*header["lambda"])
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, QuakeFileError):
+            raise
+        raise QuakeFileError(f"{path}: malformed header: {exc}") from exc
+    index._lam = lam
+    index.cost = CostModel(lam, index.config.alpha)
+    return index
