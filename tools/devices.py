@@ -50,6 +50,12 @@ EMULATED_KINDS: list[EmulatedKind] = [
     EmulatedKind("nvme", "emu:nvme",
                  "NVMe SSD: NVMe registers and queues, Micron 9200 timing "
                  "(?capacity=1G&lba=4096&seed=N)"),
+    EmulatedKind("cxl", "emu:cxl",
+                 "CXL pod: multi-headed Type-3 memory device (HDM decoders, mailbox), per-host "
+                 "write-back caches, coherent window; ~2.2x local DRAM latency"),
+    EmulatedKind("mesh", "labrig.hw.mesh.MeshDevice",
+                 "wafer-scale PE mesh (WSE-2-like): 48 KB SRAM per PE, 24-colour routers, "
+                 "cycle-level or analytic timing; host API in labrig.drivers.mesh"),
 ]
 
 _NVME_NS = re.compile(r"^nvme(\d+)n(\d+)$")
@@ -186,7 +192,21 @@ def _backends() -> list[dict[str, Any]]:
             reason = f"availability check failed: {type(exc).__name__}: {exc}"
         out.append({"scheme": info.scheme, "summary": info.summary,
                     "available": reason is None, "reason": reason})
+    out.extend(_cxl_backends())
     return out
+
+
+def _cxl_backends() -> list[dict[str, Any]]:
+    """CXL memory backends (``emu:cxl``, ``shm:NAME``, ``/dev/daxX.Y``) with availability."""
+    try:
+        from labrig.drivers.cxl import describe_backends
+
+        rows = describe_backends()
+    except Exception as exc:   # never let one family take `labrig devices` down
+        return [{"scheme": "cxl", "summary": "CXL backend registry failed to load",
+                 "available": False, "reason": f"{type(exc).__name__}: {exc}"}]
+    return [{"scheme": name, "summary": f"CXL memory: {summary}", "available": reason is None,
+             "reason": reason} for name, reason, summary in rows]
 
 
 def device_report(sys_root: Path = Path("/sys"), dev_root: Path = Path("/dev")) -> dict[str, Any]:
@@ -220,7 +240,7 @@ def _none_found(section: dict[str, Any]) -> str:
 def format_device_report(report: dict[str, Any]) -> str:
     """Human-readable tables of :func:`device_report`'s result."""
     lines = ["Emulated devices", format_table(report["emulated"], ["kind", "device", "summary"]),
-             "", "Block backends"]
+             "", "Backends (block and CXL memory)"]
     rows = [{"scheme": b["scheme"], "available": "yes" if b["available"] else "no",
              "summary": b["summary"], "reason": b["reason"] or ""} for b in report["backends"]]
     lines += [format_table(rows, ["scheme", "available", "summary", "reason"]), ""]

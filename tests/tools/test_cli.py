@@ -70,7 +70,7 @@ def test_devices_table(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = _run(capsys, "devices")
     assert rc == 0
     assert "emu:nvme" in out
-    assert "Block backends" in out
+    assert "Backends (block and CXL memory)" in out
     assert "Traceback" not in err
 
 
