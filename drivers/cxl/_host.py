@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from labrig.errors import UsageError
 
-__all__ = ["HostBase", "as_bytes_array"]
+__all__ = ["HostBase", "MemoryBase", "as_bytes_array"]
 
 _U64: np.dtype = np.dtype("<u8")
 MASK64 = (1 << 64) - 1
@@ -70,3 +71,39 @@ class HostBase(ABC):
     @abstractmethod
     def store(self, off: int, data: bytes | NDArray[np.generic]) -> None:
         """Store ``data`` at ``off``."""
+
+
+class MemoryBase:
+    """What every :class:`CxlMemory` backend shares: host handles, the allocator, lifetime.
+
+    Subclasses set ``num_hosts``, ``_hosts`` (one :class:`HostBase` each) and ``_alloc`` (a
+    ``RegionAllocator``) in ``__init__`` and may extend :meth:`close`.
+    """
+
+    num_hosts: int
+    closed: bool
+    _hosts: list[Any]
+    _alloc: Any
+
+    def host(self, i: int) -> Any:
+        """Handle of host ``i`` (``UsageError`` outside ``0..num_hosts-1``)."""
+        if not 0 <= i < self.num_hosts:
+            raise UsageError(f"host {i}: must be in 0..{self.num_hosts - 1}")
+        return self._hosts[i]
+
+    def alloc(self, nbytes: int, *, coherent: bool, align: int = 64) -> int:
+        """Offset of ``nbytes`` placed in the coherent window or the non-coherent region."""
+        return int(self._alloc.alloc(nbytes, coherent=coherent, align=align))
+
+    def free(self, off: int) -> None:
+        """Return an allocation made by :meth:`alloc`."""
+        self._alloc.free(off)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

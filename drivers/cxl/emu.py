@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from labrig.drivers.cxl._alloc import RegionAllocator
-from labrig.drivers.cxl._host import HostBase, as_bytes_array
+from labrig.drivers.cxl._host import MemoryBase, HostBase, as_bytes_array
 from labrig.drivers.cxl.memdev import CxlMemdev
 from labrig.errors import DeviceError, UsageError
 from labrig.hw import Platform
@@ -101,7 +101,7 @@ class EmuCxlHost(HostBase):
         return f"EmuCxlHost(host={self.host})"
 
 
-class EmuCxlMemory:
+class EmuCxlMemory(MemoryBase):
     """A mapped region of the emulated pod (implements :class:`CxlMemory`).
 
     Attributes
@@ -125,17 +125,6 @@ class EmuCxlMemory:
         self._alloc = RegionAllocator(size, coherent_size)
         self._hosts = [EmuCxlHost(self, pod.port(h)) for h in range(self.num_hosts)]
 
-    def host(self, i: int) -> EmuCxlHost:
-        if not 0 <= i < self.num_hosts:
-            raise UsageError(f"host {i}: must be in 0..{self.num_hosts - 1}")
-        return self._hosts[i]
-
-    def alloc(self, nbytes: int, *, coherent: bool, align: int = 64) -> int:
-        return self._alloc.alloc(nbytes, coherent=coherent, align=align)
-
-    def free(self, off: int) -> None:
-        self._alloc.free(off)
-
     # -- emulator only -------------------------------------------------------------------------
     def run(self, tasks: Mapping[int, Any], *, choices: Sequence[int] | None = None,
             crash_at: Mapping[int, int] | None = None, max_steps: int = 1_000_000) -> RunResult:
@@ -149,15 +138,6 @@ class EmuCxlMemory:
     def restart(self, host: int) -> None:
         """Restart a crashed host with an empty cache."""
         self.pod.restart(host)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def __enter__(self) -> EmuCxlMemory:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"EmuCxlMemory(hosts={self.num_hosts}, size={self.size}, "

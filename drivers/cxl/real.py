@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from labrig.drivers.cxl._alloc import RegionAllocator
 from labrig.drivers.cxl._cflush import load_cflush
-from labrig.drivers.cxl._host import MASK64, HostBase, as_bytes_array
+from labrig.drivers.cxl._host import MemoryBase, MASK64, HostBase, as_bytes_array
 from labrig.errors import BackendError, BackendUnavailable, UsageError
 
 __all__ = ["RealCxlHost", "RealCxlMemory", "list_dax_devices", "open_dax", "open_shm", "unlink_shm",
@@ -93,7 +93,7 @@ class RealCxlHost(HostBase):
         return time.monotonic_ns()
 
 
-class RealCxlMemory:
+class RealCxlMemory(MemoryBase):
     """A real shared mapping (implements :class:`CxlMemory`).
 
     Parameters
@@ -137,17 +137,6 @@ class RealCxlMemory:
         self._alloc = RegionAllocator(self.size, coherent_size)
         self._hosts = [RealCxlHost(self, h) for h in range(num_hosts)]
 
-    def host(self, i: int) -> RealCxlHost:
-        if not 0 <= i < self.num_hosts:
-            raise UsageError(f"host {i}: must be in 0..{self.num_hosts - 1}")
-        return self._hosts[i]
-
-    def alloc(self, nbytes: int, *, coherent: bool, align: int = 64) -> int:
-        return self._alloc.alloc(nbytes, coherent=coherent, align=align)
-
-    def free(self, off: int) -> None:
-        self._alloc.free(off)
-
     def close(self) -> None:
         if self.closed:
             return
@@ -156,12 +145,6 @@ class RealCxlMemory:
         self._ffi.release(self._cbuf)
         del self._arr
         self._mm.close()
-
-    def __enter__(self) -> RealCxlMemory:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"RealCxlMemory({self.name!r}, size={self.size}, coherent={self.coherent_size})"
