@@ -91,7 +91,7 @@ class BackendInfo:
 _BACKENDS: dict[str, BackendInfo] = {}
 #: Modules that register block backends when imported (kept lazy: a real backend's imports
 #: must not slow down or break the emulated path).
-BACKEND_MODULES = ["labrig.drivers.nvme.emu"]
+BACKEND_MODULES = ["labrig.drivers.nvme.emu", "labrig.drivers.filedev"]
 
 
 def register_backend(scheme: str, summary: str, opener: Callable[[DeviceString], BlockDevice],
