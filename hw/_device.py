@@ -9,6 +9,7 @@ device handler never sees them -- so a driver cannot make a model raise through 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from labrig.hw._platform import Platform
@@ -61,7 +62,7 @@ class Bar:
             self._write(off, 8, int(value) & ALL_ONES_64)
 
 
-class PciDevice:
+class PciDevice(ABC):
     """Common plumbing: platform reference, ``bar0``, and interrupt delivery.
 
     Subclasses implement ``_mmio_read(off, width)`` and ``_mmio_write(off, width, value)``.
@@ -91,11 +92,13 @@ class PciDevice:
             self._irq_handlers[int(vector)] = callback
 
     # -- device side ------------------------------------------------------------------------
+    @abstractmethod
     def _mmio_read(self, off: int, width: int) -> int:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Value of the register at ``off`` (already range- and alignment-checked)."""
 
+    @abstractmethod
     def _mmio_write(self, off: int, width: int, value: int) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Handle a write of ``value`` (truncated to ``width`` bytes) at ``off``."""
 
     def raise_interrupt(self, vector: int) -> None:
         """Signal ``vector``; delivered at the current virtual time unless masked."""
