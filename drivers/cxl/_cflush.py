@@ -4,21 +4,16 @@ x86-64 only: ``clflushopt``/``clwb`` (when CPUID leaf 7 reports them; otherwise 
 which is also correct but serializing), ``sfence``/``mfence`` and GCC ``__atomic`` builtins.
 On other architectures (aarch64 would need ``dc civac``/``dc cvac`` + ``dmb``), the backend
 reports :class:`BackendUnavailable` rather than run without real flushes.  The module is
-built once per user into ``$XDG_CACHE_HOME/labrig/cxl`` (default ``~/.cache/labrig/cxl``),
+built once per user by :func:`labrig.cbuild.build_module` into the ``cxl`` cache area,
 under a file lock so concurrent processes don't race.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import importlib.util
-import os
 import platform
-import sys
-from pathlib import Path
 from types import ModuleType
 
+from labrig.cbuild import build_module
 from labrig.errors import BackendUnavailable
 
 __all__ = ["load_cflush"]
@@ -70,12 +65,6 @@ _loaded: ModuleType | None = None
 _error: str | None = None
 
 
-def cache_dir() -> Path:
-    """Per-user build directory of the C module."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "labrig" / "cxl"
-
-
 def load_cflush() -> ModuleType:
     """The compiled module (``.ffi``, ``.lib``); builds it on first use.
 
@@ -89,41 +78,13 @@ def load_cflush() -> ModuleType:
         return _loaded
     if _error is not None:
         raise BackendUnavailable("shm", _error)
+    arch = platform.machine().lower()
     try:
-        _loaded = _build()
+        if arch not in ("x86_64", "amd64"):
+            raise BackendUnavailable("shm",
+                                     f"architecture {arch}: clflushopt/clwb need x86-64")
+        _loaded = build_module("cxl", "_labrig_cxl", _CDEF, _SRC, backend="shm")
     except BackendUnavailable as exc:
         _error = exc.reason
         raise
     return _loaded
-
-
-def _build() -> ModuleType:
-    arch = platform.machine().lower()
-    if arch not in ("x86_64", "amd64"):
-        raise BackendUnavailable("shm", f"architecture {arch}: clflushopt/clwb need x86-64")
-    try:
-        import cffi
-    except ImportError:
-        raise BackendUnavailable("shm", "cffi is not installed") from None
-    tag = hashlib.sha256((_CDEF + _SRC + sys.version).encode()).hexdigest()[:12]
-    name = f"_labrig_cxl_{tag}"
-    out = cache_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = sorted(out.glob(f"{name}*.so"))
-        if not found:
-            ffi = cffi.FFI()
-            ffi.cdef(_CDEF)
-            ffi.set_source(name, _SRC)
-            try:
-                path = ffi.compile(tmpdir=str(out), verbose=False)
-            except Exception as exc:  # distutils/setuptools raise several types here
-                raise BackendUnavailable("shm", f"cannot compile the C helper: {exc}") from exc
-            found = [Path(path)]
-    spec = importlib.util.spec_from_file_location(name, found[0])
-    if spec is None or spec.loader is None:
-        raise BackendUnavailable("shm", f"cannot load {found[0]}")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
