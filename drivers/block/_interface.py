@@ -145,11 +145,13 @@ class BlockQPair(Protocol):
 
     def batch(self) -> AbstractContextManager[None]: ...
 
-    def poll(self, max_completions: int = 0) -> int:
+    def poll(self, max_completions: int = 0, *, wait: bool = True) -> int:
         """Reap up to ``max_completions`` completions (0: all ready) and run their callbacks.
 
         When nothing is ready and requests are outstanding, an emulated backend advances
-        virtual time to the next device event; a real backend returns 0.
+        virtual time to the next device event (the host spinning until something happens);
+        with ``wait=False`` it returns 0 instead, like a real backend always does.  Runtimes
+        that interleave their own work with polling (PipeANN) peek with ``wait=False``.
         """
         ...
 
@@ -187,6 +189,17 @@ class BlockDevice(Protocol):
 
     def clock(self) -> int:
         """Nanoseconds: virtual time on the emulator, monotonic wall time on real hardware."""
+        ...
+
+    def spend(self, ns: int) -> None:
+        """Account ``ns`` of host-side work done between I/Os (a runtime's compute-time model).
+
+        In emulation the host's own computation takes no virtual time, so a runtime that wants
+        its compute to show in ``clock()`` latency (PipeANN overlapping distance computations
+        with reads) declares it here: the emulated backend advances virtual time by ``ns`` while
+        its devices keep working.  A real backend returns at once: the work already took real
+        time.
+        """
         ...
 
     def alloc_buffer(self, nbytes: int) -> IoBuffer:

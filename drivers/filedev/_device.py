@@ -288,9 +288,10 @@ class FileQPair:
             self._batching -= 1
 
     # -- completion --------------------------------------------------------------------------
-    def poll(self, max_completions: int = 0) -> int:
+    def poll(self, max_completions: int = 0, *, wait: bool = True) -> int:
         """Reap finished requests (all ready ones when ``max_completions`` is 0), run their
-        callbacks, start queued ones; never blocks."""
+        callbacks, start queued ones; never blocks, whatever ``wait`` says (wall time moves
+        by itself)."""
         n = 0
         self._in_poll = True
         try:
@@ -430,6 +431,9 @@ class FileBlockDevice:
     def clock(self) -> int:
         """Monotonic wall-clock nanoseconds."""
         return time.monotonic_ns()
+
+    def spend(self, ns: int) -> None:
+        """Nothing to do: host work on a real device already took real time."""
 
     def alloc_buffer(self, nbytes: int) -> FileBuffer:
         """Zeroed, page-aligned buffer of ``nbytes`` rounded up to the block size."""

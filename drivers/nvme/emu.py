@@ -145,6 +145,11 @@ class EmuNvmeDevice:
         """Virtual nanoseconds of the platform."""
         return self.platform.now_ns
 
+    def spend(self, ns: int) -> None:
+        """Let ``ns`` of host work pass in virtual time; the controller keeps processing."""
+        if ns > 0:
+            self.platform.run_for(int(ns))
+
     def alloc_buffer(self, nbytes: int) -> DmaBuffer:
         """Zeroed DMA buffer of ``nbytes`` rounded up to ``block_size``, page aligned."""
         if not isinstance(nbytes, int) or nbytes <= 0:

@@ -322,11 +322,12 @@ class QPair:
         return int(self._dsm_buf.addr) + off
 
     # -- completion -----------------------------------------------------------------------------
-    def poll(self, max_completions: int = 0) -> int:
+    def poll(self, max_completions: int = 0, *, wait: bool = True) -> int:
         """Reap up to ``max_completions`` completions (0: all ready) and run their callbacks.
 
         When nothing is ready and commands are outstanding, advance the platform to its next
-        event first (one ``plat.step()``), then reap again.
+        event first (one ``plat.step()``), then reap again; ``wait=False`` skips that and
+        returns 0 (a non-blocking peek, as on a real ring).
 
         Returns
         -------
@@ -345,7 +346,7 @@ class QPair:
         ring = self._ring
         n = (self._process(max_completions)
              if (ring._cq_u16[ring.cq_head * 8 + 7] & 1) == ring.cq_phase else 0)
-        if n == 0 and len(ring.free_cids) < ring.entries - 1:
+        if n == 0 and wait and len(ring.free_cids) < ring.entries - 1:
             if self.interrupt_vector is None:
                 self._plat.step()
             else:

@@ -23,7 +23,7 @@ from labrig.runtime.quake._betainc import CapTable
 from labrig.runtime.quake._cost import AccessTracker, CostModel, ScanLatency
 from labrig.runtime.quake._maintenance import run_maintenance
 from labrig.runtime.quake._persist import load_index, save_index
-from labrig.runtime.quake._kmeans import assign, kmeans
+from labrig.runtime.vecdata import assign, kmeans
 from labrig.runtime.quake._params import QuakeConfig, QuakeParams
 from labrig.runtime.quake._scan import merge_topk, scan_partition
 from labrig.runtime.search_params import SearchParams, check_params

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from labrig.runtime.quake._kmeans import assign, kmeans
+from labrig.runtime.vecdata import assign, kmeans
 
 if TYPE_CHECKING:
     from labrig.runtime.quake._index import MaintenanceReport, QuakeIndex

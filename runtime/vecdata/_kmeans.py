@@ -1,11 +1,12 @@
-"""Small k-means (Lloyd) used for the build and for 2-means splits (OSDI'25 §3, §4.2)."""
+"""Small seeded k-means (Lloyd), shared by Quake (partitions, 2-means splits: OSDI'25 §3, §4.2)
+and product quantization (DiskANN generate_pq_pivots: 256 centres per chunk)."""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["assign", "kmeans"]
+__all__ = ["assign", "kmeans", "sq_dists"]
 
 
 def sq_dists(x: NDArray[np.float32], c: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -1,0 +1,154 @@
+"""A disk index opened for search: the layout on a device plus the PQ codes kept in memory.
+
+Shared by DiskANN's beam search (:mod:`.beam_search`) and PipeANN's pipelined search
+(:mod:`labrig.runtime.pipeann`): both keep only the compressed vectors in memory, read a node's
+sector to get its full vector and neighbour list, and re-rank by exact distance.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from labrig.drivers.block import BlockDevice, BlockQPair, IoBuffer
+from labrig.errors import UsageError
+from labrig.runtime.diskann.cost import HostCost
+from labrig.runtime.diskann.layout import DiskLayout
+from labrig.runtime.diskann.pq import PQCodebook
+
+__all__ = ["CandidatePool", "DiskIndex", "DiskSearchResult", "QueryStats"]
+
+
+@dataclass
+class QueryStats:
+    """What one query did; latency on the device's clock (virtual or wall ns)."""
+
+    ios: int = 0
+    wasted: int = 0
+    hops: int = 0
+    dist_comps: int = 0
+    latency_ns: int = 0
+    max_width: int = 0
+
+
+@dataclass
+class DiskSearchResult:
+    """ids/dists (nq, k), exact distances ascending, and one :class:`QueryStats` per query."""
+
+    ids: NDArray[np.int64]
+    dists: NDArray[np.float32]
+    stats: list[QueryStats] = field(default_factory=list)
+
+    def column(self, name: str) -> NDArray[np.float64]:
+        return np.array([getattr(s, name) for s in self.stats], dtype=np.float64)
+
+
+class CandidatePool:
+    """DiskANN's ``retset``: at most ``L`` candidates sorted by (approximate) distance."""
+
+    __slots__ = ("L", "dists", "ids")
+
+    def __init__(self, L: int) -> None:
+        self.L = L
+        self.dists: list[float] = []
+        self.ids: list[int] = []
+
+    def insert(self, node: int, dist: float) -> int:
+        """Insert; return the position, or ``L`` when the pool is full and it is no better."""
+        if len(self.ids) == self.L and dist >= self.dists[-1]:
+            return self.L
+        pos = bisect.bisect_right(self.dists, dist)
+        self.dists.insert(pos, dist)
+        self.ids.insert(pos, node)
+        if len(self.ids) > self.L:
+            self.dists.pop()
+            self.ids.pop()
+        return pos
+
+    def worst(self) -> float:
+        return self.dists[-1] if len(self.ids) == self.L else float("inf")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class DiskIndex:
+    """A disk index on ``dev`` with its PQ codebook and codes, ready to search.
+
+    ``metric`` and ``mips_norm`` are the graph's (see :class:`~.vamana.VamanaGraph`): for
+    "ip" the stored rows are MIPS-transformed and reported distances are ``-<q, x>``.
+    """
+
+    def __init__(self, dev: BlockDevice, layout: DiskLayout, pq: PQCodebook,
+                 codes: NDArray[np.uint8], *, metric: str = "l2", mips_norm: float = 0.0,
+                 cost: HostCost | None = None) -> None:
+        if codes.shape != (layout.npts, pq.n_chunks):
+            raise UsageError(f"PQ codes of shape {codes.shape} do not match the index "
+                             f"({layout.npts} points, {pq.n_chunks} chunks)")
+        if pq.dim != layout.ndims:
+            raise UsageError(f"PQ dimension {pq.dim} != index dimension {layout.ndims}")
+        self.dev = dev
+        self.layout = layout
+        self.pq = pq
+        self.codes = codes
+        self.metric = metric
+        self.mips_norm = mips_norm
+        self.cost = cost or HostCost()
+        self._slot_bytes = layout.node_blocks * dev.block_size
+
+    @property
+    def clock(self) -> int:
+        return self.dev.clock()
+
+    def query_row(self, query: np.ndarray) -> NDArray[np.float32]:
+        """The query as the stored rows see it (a 0 appended for metric "ip")."""
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        want = self.layout.ndims - (1 if self.metric == "ip" else 0)
+        if q.shape[0] != want:
+            raise UsageError(f"query has {q.shape[0]} dims, the index expects {want}")
+        return np.append(q, np.float32(0)) if self.metric == "ip" else q
+
+    def report(self, dists: NDArray[np.float32], q: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Stored-space L2 distances as the user's metric (``-<q, x>`` for "ip")."""
+        if self.metric == "ip":
+            return ((dists - self.mips_norm ** 2 - float(q @ q)) / 2.0).astype(np.float32)
+        return dists
+
+    def exact(self, vec: np.ndarray, q: NDArray[np.float32]) -> float:
+        diff = vec.astype(np.float32) - q
+        return float(diff @ diff)
+
+    def pq_dists(self, table: NDArray[np.float32], ids: np.ndarray) -> NDArray[np.float32]:
+        return self.pq.distances(table, self.codes[ids])
+
+    def alloc_slots(self, n: int) -> tuple[IoBuffer, list[int]]:
+        """One buffer holding ``n`` node-read slots; returns it and the slots' byte offsets."""
+        buf = self.dev.alloc_buffer(n * self._slot_bytes)
+        return buf, [i * self._slot_bytes for i in range(n)]
+
+    def read_node(self, qp: BlockQPair, buf: IoBuffer, offset: int, node: int,
+                  **kw: object) -> object:
+        """Submit the read of ``node``'s sector(s) into ``buf`` at ``offset``."""
+        lay = self.layout
+        return qp.read(buf, lay.lba_of(node), lay.node_blocks, buf_offset=offset,
+                       **kw)  # type: ignore[arg-type]
+
+    def parse(self, buf: IoBuffer, offset: int, node: int) -> tuple[np.ndarray, np.ndarray]:
+        raw = buf.view[offset:offset + self._slot_bytes]
+        vec, nbrs = self.layout.parse_node(raw, node)
+        return vec.copy(), nbrs.copy()
+
+    def finish(self, full: list[tuple[float, int]], k: int,
+               q: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Top ``k`` of the exactly re-ranked expanded nodes, padded with -1 / inf."""
+        full.sort()
+        ids = np.full(k, -1, dtype=np.int64)
+        dists = np.full(k, np.inf, dtype=np.float32)
+        top = full[:k]
+        if top:
+            ids[: len(top)] = [i for _, i in top]
+            dists[: len(top)] = self.report(np.array([d for d, _ in top], np.float32), q)
+        return ids, dists
