@@ -61,8 +61,8 @@ class _QPair:
     def flush(self, *, callback: Any = None, context: Any = None) -> IoRequest:
         return self._submit("flush", 0, 0, callback, context, 0)
 
-    def poll(self, max_completions: int = 0) -> int:
-        if not self._heap:
+    def poll(self, max_completions: int = 0, *, wait: bool = True) -> int:
+        if not self._heap or (not wait and self._heap[0][0] > self.dev.now):
             return 0
         t, _, req = heapq.heappop(self._heap)
         self.dev.now = max(self.dev.now, t)
@@ -97,6 +97,9 @@ class FakeBlockDevice:
 
     def clock(self) -> int:
         return self.now
+
+    def spend(self, ns: int) -> None:
+        self.now += max(0, int(ns))
 
     def alloc_buffer(self, nbytes: int) -> _Buffer:
         return _Buffer(nbytes)

@@ -22,6 +22,7 @@ EXPERIMENT_MODULES = [
     "labrig.tools.experiments.waferllm_gemm",
     "labrig.tools.experiments.cxl_fidelity",
     "labrig.tools.experiments.quake",
+    "labrig.tools.experiments.pipeann",
 ]
 
 
