@@ -104,8 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmark a device kind (e.g. nvme)")
     b.add_argument("kind", nargs="?", metavar="KIND", help="bench to run (see --list)")
+    b.add_argument("target", nargs="?", metavar="DEVICE",
+                   help="device string, same as --device (e.g. file:/tmp/x.img?size=1G)")
     b.add_argument("--list", action="store_true", help="list benches and their options")
     b.add_argument("--device", metavar="STR", help="device string (default: the emulator)")
+    b.add_argument("--vs-fio", action="store_true",
+                   help="blockdev: also run fio on the same file and print our/fio ratios")
     b.add_argument("--qd", type=_qd_list, metavar="LIST", help="queue depths, e.g. 1,4,32")
     _common(b)
 
@@ -256,12 +260,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                          f"(known: {', '.join(b.options)})")
     if args.qd:
         options["qd"] = args.qd
+    if args.vs_fio:
+        if "vs_fio" not in b.options:
+            raise UsageError(f"--vs-fio: not an option of bench {b.name!r}")
+        options["vs_fio"] = "1"
+    if args.target and args.device and args.target != args.device:
+        raise UsageError(f"two devices given: {args.target!r} and --device {args.device!r}")
+    device = args.target or args.device
     devices = {}
-    if args.device:
+    if device:
         from labrig.drivers.block import parse_device_string
 
-        parse_device_string(args.device)
-        devices["device"] = args.device
+        parse_device_string(device)
+        devices["device"] = device
     result = b.run(_context(args, devices, None, options))
     path = result.write_json(args.out / f"bench-{b.name}.json")
     _emit(render_result(result, b.title), args.json)

@@ -1,9 +1,17 @@
 """``file:`` block devices: a regular file (or a block device node) behind the
-:class:`~labrig.drivers.block.BlockDevice` interface, served by a thread pool doing
-``pread``/``pwrite`` -- the portable engine that works wherever POSIX I/O does, and the
-fallback the io_uring engine (issue 3) will use when io_uring is unavailable.
+:class:`~labrig.drivers.block.BlockDevice` interface, served by io_uring
+(:mod:`labrig.drivers.uring`) or, where io_uring cannot run, by a thread pool doing
+``pread``/``pwrite`` — the portable engine that works wherever POSIX I/O does.
 """
 
-from labrig.drivers.filedev._device import FileBlockDevice, FileBuffer, open_file
+from labrig.drivers.filedev._device import (
+    ENGINES,
+    DirectIoFallbackWarning,
+    FileBlockDevice,
+    FileBuffer,
+    UringFallbackWarning,
+    open_file,
+)
 
-__all__ = ["FileBlockDevice", "FileBuffer", "open_file"]
+__all__ = ["ENGINES", "DirectIoFallbackWarning", "FileBlockDevice", "FileBuffer",
+           "UringFallbackWarning", "open_file"]

@@ -1,4 +1,4 @@
-"""Thread-pool ``file:`` backend: ``file:/path?size=64M&lba=4096&direct=1&workers=4``.
+"""The ``file:`` backend: ``file:/path?size=64M&lba=4096&direct=1&engine=uring``.
 
 Options
 -------
@@ -14,7 +14,13 @@ direct
     ``1``: O_DIRECT is required (opening fails if the file system refuses it); ``0``: buffered;
     unset: O_DIRECT when the file system allows it, else buffered with a warning.
 workers
-    Threads per queue pair (default ``min(depth, 8)``).
+    Threads per queue pair of the thread engine (default ``min(depth, 8)``).
+engine
+    ``uring`` (io_uring, :mod:`labrig.drivers.uring`), ``threads`` (a pread/pwrite thread
+    pool) or ``auto`` (default: io_uring when this kernel allows it, else the thread pool with
+    a one-line :class:`UringFallbackWarning` saying why).
+sqpoll
+    ``1``: io_uring rings with a kernel submission-polling thread (``IORING_SETUP_SQPOLL``).
 
 Semantics chosen to match the emulated NVMe drive, so the same workload returns the same data
 on both: ``trim`` and ``write_zeroes`` punch a hole (``fallocate(PUNCH_HOLE|KEEP_SIZE)``,
@@ -37,6 +43,7 @@ import stat
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -46,9 +53,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from labrig.drivers.block import DeviceString, IoKind, IoRequest, parse_size, register_backend
-from labrig.errors import BackendError, DeviceError, UsageError
+from labrig.errors import BackendError, BackendUnavailable, DeviceError, UsageError
 
-__all__ = ["DirectIoFallbackWarning", "FileBlockDevice", "FileBuffer", "open_file"]
+__all__ = ["ENGINES", "DirectIoFallbackWarning", "FileBlockDevice", "FileBuffer",
+           "UringFallbackWarning", "open_file"]
 
 LBA_SIZES = (512, 4096)
 #: largest single transfer, like a 1 MiB MDTS
@@ -74,10 +82,21 @@ class DirectIoFallbackWarning(UserWarning):
     """O_DIRECT was refused by the file system; the device runs buffered."""
 
 
+class UringFallbackWarning(UserWarning):
+    """io_uring cannot run here; the device uses the thread-pool engine."""
+
+
+ENGINES = ("auto", "uring", "threads")
+
+
 class FileBuffer:
     """Page-aligned anonymous memory (usable for O_DIRECT) with a numpy ``view``."""
 
+    _serial = 0
+
     def __init__(self, nbytes: int) -> None:
+        FileBuffer._serial += 1
+        self.serial = FileBuffer._serial
         self._mm: mmap.mmap | None = mmap.mmap(-1, nbytes)
         self.nbytes = nbytes
         self.view: NDArray[np.uint8] = np.frombuffer(self._mm, dtype=np.uint8)
@@ -128,7 +147,41 @@ def _status_of(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "EIO")
 
 
-class FileQPair:
+class QPairChecks:
+    """Argument checks every ``file:`` queue pair shares (thread pool and io_uring engines)."""
+
+    dev: FileBlockDevice
+
+    def _check_buf(self, buf: Any, buf_offset: int, nbytes: int) -> NDArray[np.uint8]:
+        view = getattr(buf, "view", None)
+        if view is None or not isinstance(view, np.ndarray):
+            raise UsageError(f"buffer {buf!r}: must come from dev.alloc_buffer()")
+        if buf_offset < 0 or buf_offset + nbytes > view.nbytes:
+            raise UsageError(f"buf_offset={buf_offset} nbytes={nbytes}: outside the "
+                             f"{view.nbytes}-byte buffer")
+        if self.dev.direct and buf_offset % DIRECT_ALIGN:
+            raise UsageError(f"buf_offset={buf_offset}: must be a multiple of {DIRECT_ALIGN} "
+                             "bytes under O_DIRECT")
+        return view[buf_offset:buf_offset + nbytes]
+
+    def _check_range(self, lba: int, nblocks: int) -> bool:
+        return 0 <= lba and nblocks >= 1 and lba + nblocks <= self.dev.num_blocks
+
+    def _check_rw(self, lba: Any, nblocks: Any, buf_offset: Any) -> tuple[int, int, int]:
+        for name, v in (("lba", lba), ("nblocks", nblocks), ("buf_offset", buf_offset)):
+            if not isinstance(v, (int, np.integer)):
+                raise UsageError(f"{name}={v!r}: must be an integer")
+        lba, nblocks, buf_offset = int(lba), int(nblocks), int(buf_offset)
+        if not 1 <= nblocks <= self.dev.max_transfer_blocks:
+            raise UsageError(f"nblocks={nblocks}: must be in 1..{self.dev.max_transfer_blocks}")
+        return lba, nblocks, buf_offset
+
+    def _range_error(self, lba: int, nblocks: int) -> OSError:
+        return _OutOfRange(errno.ERANGE, f"lba {lba}+{nblocks} beyond {self.dev.num_blocks} "
+                                         "blocks")
+
+
+class FileQPair(QPairChecks):
     """A queue pair: requests go to a thread pool, completions are reaped by :meth:`poll`.
 
     Callbacks run in the caller's thread inside ``poll``/``wait``, as on the emulator.
@@ -156,21 +209,6 @@ class FileQPair:
         return self._outstanding
 
     # -- submission --------------------------------------------------------------------------
-    def _check_buf(self, buf: Any, buf_offset: int, nbytes: int) -> NDArray[np.uint8]:
-        view = getattr(buf, "view", None)
-        if view is None or not isinstance(view, np.ndarray):
-            raise UsageError(f"buffer {buf!r}: must come from dev.alloc_buffer()")
-        if buf_offset < 0 or buf_offset + nbytes > view.nbytes:
-            raise UsageError(f"buf_offset={buf_offset} nbytes={nbytes}: outside the "
-                             f"{view.nbytes}-byte buffer")
-        if self.dev.direct and buf_offset % DIRECT_ALIGN:
-            raise UsageError(f"buf_offset={buf_offset}: must be a multiple of {DIRECT_ALIGN} "
-                             "bytes under O_DIRECT")
-        return view[buf_offset:buf_offset + nbytes]
-
-    def _check_range(self, lba: int, nblocks: int) -> bool:
-        return 0 <= lba and nblocks >= 1 and lba + nblocks <= self.dev.num_blocks
-
     def _submit(self, req: IoRequest, work: Callable[[], None]) -> IoRequest:
         if self._closing:
             raise UsageError("queue pair is closed")
@@ -200,13 +238,8 @@ class FileQPair:
 
     def _rw(self, kind: str, buf: Any, lba: int, nblocks: int, buf_offset: int, fua: bool,
             callback: Callable[[IoRequest], Any] | None, context: Any) -> IoRequest:
-        for name, v in (("lba", lba), ("nblocks", nblocks), ("buf_offset", buf_offset)):
-            if not isinstance(v, (int, np.integer)):
-                raise UsageError(f"{name}={v!r}: must be an integer")
-        lba, nblocks, buf_offset = int(lba), int(nblocks), int(buf_offset)
+        lba, nblocks, buf_offset = self._check_rw(lba, nblocks, buf_offset)
         bs = self.dev.block_size
-        if not 1 <= nblocks <= self.dev.max_transfer_blocks:
-            raise UsageError(f"nblocks={nblocks}: must be in 1..{self.dev.max_transfer_blocks}")
         mem = self._check_buf(buf, buf_offset, nblocks * bs)
         req = IoRequest(kind, lba, nblocks, callback, context)
         if not self._check_range(lba, nblocks):
@@ -228,9 +261,10 @@ class FileQPair:
         return self._submit(req, work)
 
     def _out_of_range(self, lba: int, nblocks: int) -> Callable[[], None]:
+        exc = self._range_error(lba, nblocks)
+
         def work() -> None:
-            raise _OutOfRange(errno.ERANGE, f"lba {lba}+{nblocks} beyond {self.dev.num_blocks} "
-                                        "blocks")
+            raise exc
         return work
 
     def read(self, buf: Any, lba: int, nblocks: int, *, buf_offset: int = 0,
@@ -367,9 +401,14 @@ class FileBlockDevice:
 
     def __init__(self, path: str, *, size: int | None = None, lba_bytes: int = 4096,
                  direct: bool | None = None, workers: int | None = None,
-                 read_only: bool = False, uri: str | None = None) -> None:
+                 read_only: bool = False, uri: str | None = None, engine: str = "auto",
+                 sqpoll: bool = False) -> None:
         if lba_bytes not in LBA_SIZES:
             raise UsageError(f"lba={lba_bytes}: must be one of 512, 4096")
+        if engine not in ENGINES:
+            raise UsageError(f"engine={engine!r}: must be one of {', '.join(ENGINES)}")
+        self.engine = _choose_engine(engine, sqpoll, uri or f"file:{path}")
+        self.sqpoll = sqpoll
         self.uri = uri or f"file:{path}"
         self.path = path
         self.block_size = lba_bytes
@@ -377,7 +416,8 @@ class FileBlockDevice:
         self.max_queue_depth = MAX_QUEUE_DEPTH
         self.workers = workers
         self.zero_block = bytes(lba_bytes)
-        self._qpairs: list[FileQPair] = []
+        self._qpairs: list[Any] = []
+        self._buffers: weakref.WeakSet[FileBuffer] = weakref.WeakSet()
         self.fd, self.read_only, self.direct = self._open(path, size, direct, read_only)
         try:
             st = os.fstat(self.fd)
@@ -440,7 +480,15 @@ class FileBlockDevice:
         if not isinstance(nbytes, int) or nbytes <= 0:
             raise UsageError(f"nbytes={nbytes!r}: must be a positive integer")
         bs = self.block_size
-        return FileBuffer(-(-nbytes // bs) * bs)
+        buf = FileBuffer(-(-nbytes // bs) * bs)
+        self._buffers.add(buf)
+        return buf
+
+    def live_buffers(self) -> list[FileBuffer]:
+        """Buffers allocated here and not yet freed, oldest first (the io_uring engine
+        registers them with its rings)."""
+        return sorted((b for b in self._buffers if b.nbytes > 0 and b._mm is not None),
+                      key=lambda b: b.serial)
 
     def qpair(self, depth: int | None = None) -> FileQPair:
         """A queue pair with ``depth`` requests in flight (default 32)."""
@@ -449,7 +497,13 @@ class FileBlockDevice:
         depth = DEFAULT_DEPTH if depth is None else depth
         if not isinstance(depth, int) or not 1 <= depth <= MAX_QUEUE_DEPTH:
             raise UsageError(f"depth={depth!r}: must be in 1..{MAX_QUEUE_DEPTH}")
-        qp = FileQPair(self, depth, self.workers or min(depth, MAX_WORKERS))
+        qp: Any
+        if self.engine == "uring":
+            from labrig.drivers.uring.qpair import UringQPair
+
+            qp = UringQPair(self, depth, sqpoll=self.sqpoll)
+        else:
+            qp = FileQPair(self, depth, self.workers or min(depth, MAX_WORKERS))
         self._qpairs.append(qp)
         return qp
 
@@ -470,10 +524,28 @@ class FileBlockDevice:
 
     def __repr__(self) -> str:
         return (f"FileBlockDevice({self.path!r}, block_size={self.block_size}, "
-                f"num_blocks={self.num_blocks}, direct={self.direct})")
+                f"num_blocks={self.num_blocks}, direct={self.direct}, engine={self.engine})")
 
 
-_OPTIONS = {"size", "lba", "direct", "workers", "engine", "ro"}
+def _choose_engine(engine: str, sqpoll: bool, uri: str) -> str:
+    """Resolve ``auto``; a demanded engine that cannot run is an error naming why."""
+    if engine == "threads":
+        if sqpoll:
+            raise UsageError(f"{uri}: sqpoll=1 needs the io_uring engine, not engine=threads")
+        return engine
+    from labrig.drivers.uring.qpair import uring_unavailable_reason
+
+    reason = uring_unavailable_reason()
+    if reason is None:
+        return "uring"
+    if engine == "uring" or sqpoll:
+        raise BackendUnavailable("uring", reason)
+    warnings.warn(f"{uri}: io_uring unavailable ({reason}); using the thread-pool engine",
+                  UringFallbackWarning, stacklevel=4)
+    return "threads"
+
+
+_OPTIONS = {"size", "lba", "direct", "workers", "engine", "ro", "sqpoll"}
 
 
 def open_file(ds: DeviceString) -> FileBlockDevice:
@@ -485,10 +557,12 @@ def open_file(ds: DeviceString) -> FileBlockDevice:
     if not ds.target:
         raise UsageError(f"{ds.text}: no path after 'file:'")
     o = ds.options
-    engine = o.get("engine", "threads")
-    if engine != "threads":
-        raise UsageError(f"{ds.text}: engine={engine!r}: only 'threads' is available "
-                         "(the io_uring engine is not implemented yet)")
+    engine = o.get("engine", "auto")
+    if engine not in ENGINES:
+        raise UsageError(f"{ds.text}: engine={engine!r}: must be one of {', '.join(ENGINES)}")
+    sq_opt = o.get("sqpoll", "0")
+    if sq_opt not in ("0", "1"):
+        raise UsageError(f"{ds.text}: sqpoll={sq_opt!r}: must be 0 or 1")
     size = parse_size(o["size"], "size") if "size" in o else None
     try:
         lba = int(o.get("lba", "4096"))
@@ -510,7 +584,8 @@ def open_file(ds: DeviceString) -> FileBlockDevice:
         if not 1 <= workers <= 64:
             raise UsageError(f"{ds.text}: workers={o['workers']!r}: must be in 1..64")
     return FileBlockDevice(ds.target, size=size, lba_bytes=lba, direct=direct,
-                           workers=workers, read_only=ro_opt == "1", uri=ds.text)
+                           workers=workers, read_only=ro_opt == "1", uri=ds.text,
+                           engine=engine, sqpoll=sq_opt == "1")
 
 
 register_backend("file", "regular file or block device node, thread-pool pread/pwrite "

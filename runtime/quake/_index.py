@@ -1,62 +1,42 @@
-"""The Quake index (Mohoney et al., OSDI'25): partitioned vectors, APS, cost-model maintenance.
+"""The Quake index (Mohoney et al., OSDI'25): multi-level partitions, APS, cost-model maintenance.
 
-Level 0 holds the vectors in k-means partitions; level 1 is the single top partition holding
-the level-0 centroids, which every query scans in full (the evaluated configuration of the
-final paper, §7.2: "a single level of partition").  Inserts go top-down to the nearest
-partition; deletes use an id → partition map and compact the partition at once (§3).
+Level 0 holds the vectors in k-means partitions; level l+1 partitions the centroids of level
+l; above the top level the root holds every top-level centroid and is scanned in full by each
+query (§3).  ``QuakeConfig.levels = 1`` is the configuration the final paper evaluates (§7.2:
+"a single level of partition").  Inserts go to the nearest level-0 partition; deletes use an
+id → partition map and compact the partition at once (§3).  Partitions created or dropped by
+maintenance at one level are inserted into or deleted from the level above (``Level``).
 """
 
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from labrig.errors import UsageError
-from labrig.runtime.quake._aps import aps_probabilities
 from labrig.runtime.quake._betainc import CapTable
 from labrig.runtime.quake._cost import AccessTracker, CostModel, ScanLatency
-from labrig.runtime.quake._maintenance import run_maintenance
-from labrig.runtime.quake._persist import load_index, save_index
-from labrig.runtime.vecdata import assign, kmeans
+from labrig.runtime.quake._kernel import kernel
+from labrig.runtime.quake._level import Level
+from labrig.runtime.quake._maintenance import MaintenanceReport, run_maintenance
 from labrig.runtime.quake._params import QuakeConfig, QuakeParams
-from labrig.runtime.quake._scan import merge_topk, scan_partition
+from labrig.runtime.quake._persist import load_index, save_index
+from labrig.runtime.quake._scan import scan_partition
+from labrig.runtime.quake._search import aps_batch, nprobe_batch
 from labrig.runtime.search_params import SearchParams, check_params
+from labrig.runtime.vecdata import assign, kmeans
 
 __all__ = ["MaintenanceReport", "QuakeIndex"]
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
 PROFILE_K = 10           # λ is profiled for k = 10, like the public MaintenanceCostEstimator
-
-
-@dataclass
-class MaintenanceReport:
-    """Outcome of one maintenance pass (§4.2): counts of committed and rejected actions."""
-
-    splits: int = 0
-    splits_rejected: int = 0
-    merges: int = 0
-    merges_rejected: int = 0
-    cost_before_s: float = 0.0
-    cost_after_s: float = 0.0
-
-
-class _Partition:
-    __slots__ = ("centroid", "ids", "norms", "x")
-
-    def __init__(self, centroid: F32, x: F32, ids: I64) -> None:
-        self.centroid, self.x, self.ids = centroid, x, ids
-        self.norms = (x * x).sum(1, dtype=np.float32)
-
-    @property
-    def size(self) -> int:
-        return int(self.ids.shape[0])
+MIN_UPPER_ITEMS = 2      # a level can be added only over at least this many partitions
 
 
 class QuakeIndex:
@@ -71,7 +51,13 @@ class QuakeIndex:
     Notes
     -----
     ``search`` returns float32 squared-L2 distances and int64 ids of shape (n, k), padded
-    with ``inf`` / ``-1``, like faiss ``Index::search`` (STYLE.md §5).
+    with ``inf`` / ``-1``, like faiss ``Index::search`` (STYLE.md §5).  The query path runs
+    in C (:mod:`._kernel`, built with cffi at first use).
+
+    Raises
+    ------
+    BackendUnavailable
+        The C kernel cannot be built (no compiler); the message says why.
 
     References
     ----------
@@ -83,15 +69,15 @@ class QuakeIndex:
             raise UsageError(f"QuakeIndex: d={d!r}: must be an int >= 1")
         self.d = d
         self.config = config or QuakeConfig()
-        self._parts: dict[int, _Partition] = {}
-        self._loc: dict[int, int] = {}
-        self._next_pid = 0
-        self._cache: tuple[I64, F32, F32] | None = None
+        self._kernel: ModuleType = kernel()
+        self._levels: list[Level] = [Level(d, self.config.window_size)]
         self._lam: ScanLatency | None = None
         self.cost: CostModel | None = None
-        self.tracker = AccessTracker(self.config.window_size)
         self._ops = 0
         self._cap = CapTable(d, form=self.config.cap_form)
+        ffi = self._kernel.ffi
+        self._cap_v = np.ascontiguousarray(self._cap.v, np.float64)
+        self._cap_c = (ffi.from_buffer("double[]", self._cap_v), len(self._cap_v))
         self._workers = [ThreadPoolExecutor(1, thread_name_prefix=f"quake-w{i}")
                          for i in range(self.config.n_workers)]
         self.last_report: MaintenanceReport | None = None
@@ -100,34 +86,58 @@ class QuakeIndex:
     @property
     def ntotal(self) -> int:
         """Number of vectors stored."""
-        return len(self._loc)
+        return self._levels[0].ntotal
 
     @property
     def nlist(self) -> int:
         """Number of level-0 partitions."""
-        return len(self._parts)
+        return self._levels[0].nlist
 
     @property
     def levels(self) -> int:
-        """Levels in the hierarchy: level 0 (vectors) and the top centroid partition."""
-        return 2
+        """Partition levels (level 0 holds the vectors); the root above them is not counted."""
+        return len(self._levels)
 
-    def partition_sizes(self) -> dict[int, int]:
-        """Partition id → number of vectors."""
-        return {p: part.size for p, part in self._parts.items()}
+    @property
+    def tracker(self) -> AccessTracker:
+        """Access-frequency window of level 0 (A_j of §4.1)."""
+        return self._levels[0].tracker
+
+    def level_nlist(self, level: int) -> int:
+        """Number of partitions at ``level``."""
+        return self._level(level).nlist
+
+    def partition_sizes(self, level: int = 0) -> dict[int, int]:
+        """Partition id → number of items at ``level`` (vectors at 0, centroids above)."""
+        return {p: part.size for p, part in self._level(level).parts.items()}
+
+    def partition_items(self, level: int) -> dict[int, tuple[F32, I64]]:
+        """Partition id → (items (s, d), item ids (s,)) at ``level``; for checks and plots."""
+        return {p: (part.x, part.ids) for p, part in self._level(level).parts.items()}
+
+    def centroids(self, level: int = 0) -> tuple[I64, F32]:
+        """Sorted partition ids of ``level`` and their centroids (n, d)."""
+        pids, cent, _ = self._level(level).centroids()
+        return pids, cent
+
+    def _level(self, level: int) -> Level:
+        if not isinstance(level, int) or not 0 <= level < len(self._levels):
+            raise UsageError(f"QuakeIndex: level={level!r}: must be in 0..{len(self._levels) - 1}")
+        return self._levels[level]
 
     def ids(self) -> I64:
         """Every stored id, sorted."""
-        return np.array(sorted(self._loc), dtype=np.int64)
+        return np.array(sorted(self._levels[0].loc), dtype=np.int64)
 
     def get_vectors(self, ids: ArrayLike) -> F32:
         """Stored float32 vectors of ``ids`` (shape (len(ids), d)); unknown id → UsageError."""
         ids = self._check_ids(ids, 0)
+        lv = self._levels[0]
         out = np.empty((len(ids), self.d), np.float32)
         for i, v in enumerate(ids.tolist()):
-            if v not in self._loc:
+            if v not in lv.loc:
                 raise UsageError(f"QuakeIndex.get_vectors: id {v} is not in the index")
-            part = self._parts[self._loc[v]]
+            part = lv.parts[lv.loc[v]]
             out[i] = part.x[int(np.flatnonzero(part.ids == v)[0])]
         return out
 
@@ -173,7 +183,8 @@ class QuakeIndex:
 
     # ------------------------------------------------------------------ build / add / remove
     def build(self, vectors: ArrayLike, ids: ArrayLike | None = None) -> None:
-        """Cluster ``vectors`` (n, d) into level-0 partitions and profile λ (§3, §4.1).
+        """Cluster ``vectors`` (n, d) into level-0 partitions, add ``config.levels - 1`` upper
+        levels and profile λ (§3, §4.1).
 
         ``ids`` (n,) int64 defaults to 0..n-1.  Replaces any previous content.
         """
@@ -183,78 +194,73 @@ class QuakeIndex:
         ids_a = self._check_ids(np.arange(len(x)) if ids is None else ids, len(x))
         cfg = self.config
         nlist = cfg.nlist or max(1, round(math.sqrt(len(x))))
-        cent = kmeans(x, nlist, iters=cfg.kmeans_iters, seed=cfg.seed)
-        a = assign(x, cent)
-        self._parts, self._loc, self._next_pid, self._cache = {}, {}, 0, None
-        for c in range(len(cent)):
-            sel = np.flatnonzero(a == c)
-            if sel.size:
-                self._new_partition(cent[c], x[sel], ids_a[sel])
-        self.tracker = AccessTracker(cfg.window_size)
+        self._levels = [self._cluster(x, ids_a, nlist, cfg.seed)]
+        for _ in range(cfg.levels - 1):
+            if self._levels[-1].nlist < MIN_UPPER_ITEMS:
+                break
+            self.add_level()
         self._lam = ScanLatency.profile(self._profile_scan, self.d, seed=cfg.seed)
         self.cost = CostModel(self._lam, cfg.alpha)
+
+    def _cluster(self, x: F32, ids: I64, nlist: int, seed: int) -> Level:
+        cfg = self.config
+        cent = kmeans(x, nlist, iters=cfg.kmeans_iters, seed=seed)
+        a = assign(x, cent)
+        level = Level(self.d, cfg.window_size)
+        order = np.argsort(a, kind="stable")
+        bounds = np.flatnonzero(np.diff(a[order])) + 1
+        for sel in np.split(order, bounds):
+            if sel.size:
+                level.new_partition(cent[a[sel[0]]], x[sel], ids[sel])
+        return level
+
+    def add_level(self) -> None:
+        """Partition the top level's centroids into round(sqrt(N)) partitions (§3; the public
+        code's ``add_level``); the new level becomes the top, under the root."""
+        top = self._levels[-1]
+        if top.nlist < MIN_UPPER_ITEMS:
+            raise UsageError(f"QuakeIndex.add_level: the top level has {top.nlist} partitions; "
+                             f"need at least {MIN_UPPER_ITEMS}")
+        pids, cent, _ = top.centroids()
+        up = self._cluster(cent, pids, max(1, round(math.sqrt(len(pids)))),
+                           self.config.seed + len(self._levels))
+        self._link(top, up)
+        self._levels.append(up)
+
+    @staticmethod
+    def _link(below: Level, up: Level) -> None:
+        """Keep ``up``'s items equal to ``below``'s centroids from now on."""
+        below.on_new = lambda pid, c: up.insert(c[None, :], np.array([pid], np.int64))
+        below.on_drop = lambda pid: up.delete(np.array([pid], np.int64))
 
     def _profile_scan(self, q: F32, x: F32) -> object:
         xn = (x * x).sum(1)
         return scan_partition(q, (q * q).sum(1), x, xn, np.arange(len(x), dtype=np.int64),
                               PROFILE_K)
 
-    def _new_partition(self, centroid: F32, x: F32, ids: I64) -> int:
-        pid = self._next_pid
-        self._next_pid += 1
-        self._parts[pid] = _Partition(np.asarray(centroid, np.float32), x, ids)
-        for v in ids.tolist():
-            self._loc[v] = pid
-        self._cache = None
-        return pid
-
-    def _drop_partition(self, pid: int) -> _Partition:
-        self._cache = None
-        return self._parts.pop(pid)
-
-    def _centroids(self) -> tuple[I64, F32, F32]:
-        if self._cache is None:
-            pids = np.array(sorted(self._parts), dtype=np.int64)
-            c = np.stack([self._parts[p].centroid for p in pids.tolist()]).astype(np.float32)
-            self._cache = (pids, c, (c * c).sum(1))
-        return self._cache
-
     def add(self, vectors: ArrayLike, ids: ArrayLike) -> None:
         """Insert ``vectors`` (n, d) with new unique ``ids`` (n,) into their nearest partitions."""
         self._require_built("add")
         x = self._check_x(vectors, "add")
         ids_a = self._check_ids(ids, len(x))
-        clash = [v for v in ids_a.tolist() if v in self._loc]
+        loc = self._levels[0].loc
+        clash = [v for v in ids_a.tolist() if v in loc]
         if clash:
             raise UsageError(f"QuakeIndex.add: ids already present: {clash[:5]}")
         if len(x) == 0:
             return
-        pids, cent, _ = self._centroids()
-        target = pids[assign(x, cent)]
-        for p in np.unique(target).tolist():
-            sel = np.flatnonzero(target == p)
-            part = self._parts[p]
-            part.x = np.concatenate([part.x, x[sel]])
-            part.ids = np.concatenate([part.ids, ids_a[sel]])
-            part.norms = np.concatenate([part.norms, (x[sel] * x[sel]).sum(1)])
-            for v in ids_a[sel].tolist():
-                self._loc[v] = p
+        self._levels[0].insert(x, ids_a)
         self._tick(len(x))
 
     def remove(self, ids: ArrayLike) -> None:
         """Delete ``ids`` (n,) and compact their partitions at once; unknown id → UsageError."""
         self._require_built("remove")
         ids_a = self._check_ids(ids, None)
-        missing = [v for v in ids_a.tolist() if v not in self._loc]
+        loc = self._levels[0].loc
+        missing = [v for v in ids_a.tolist() if v not in loc]
         if missing:
             raise UsageError(f"QuakeIndex.remove: ids not in the index: {missing[:5]}")
-        by_pid: dict[int, list[int]] = {}
-        for v in ids_a.tolist():
-            by_pid.setdefault(self._loc.pop(v), []).append(v)
-        for p, gone in by_pid.items():
-            part = self._parts[p]
-            keep = ~np.isin(part.ids, np.array(gone, np.int64))
-            part.x, part.ids, part.norms = part.x[keep], part.ids[keep], part.norms[keep]
+        self._levels[0].delete(ids_a)
         self._tick(len(ids_a))
 
     def _tick(self, n: int) -> None:
@@ -274,7 +280,8 @@ class QuakeIndex:
         queries : array_like, shape (n, d)
         k : int
         params : QuakeParams, optional
-            ``nprobe`` or ``recall_target`` (APS, §5); default: APS at
+            ``nprobe`` (the nprobe nearest level-0 partitions, ranked exactly) or
+            ``recall_target`` (APS at every level, §5); default: APS at
             ``config.recall_target``.
 
         Returns
@@ -296,115 +303,30 @@ class QuakeIndex:
         if len(q) == 0 or self.nlist == 0:
             return (np.full((len(q), k), np.inf, np.float32), np.full((len(q), k), -1, np.int64))
         if p.nprobe is not None:
-            out = self._search_nprobe(q, k, min(p.nprobe, self.nlist))
+            out = nprobe_batch(self, q, k, min(p.nprobe, self.nlist))
         else:
             target = p.recall_target if p.recall_target is not None else self.config.recall_target
-            out = self._search_aps(q, k, target)
+            out = aps_batch(self, q, k, target)
         self._tick(len(q))
         return out
 
-    def _run(self, jobs: list[tuple[int, Any]], fn: Any) -> list[Any]:
-        """Run ``fn(pid, arg)`` for each job on worker ``pid % n_workers`` (§6 affinity)."""
-        if len(jobs) == 1 or len(self._workers) <= 1:
-            return [fn(p, a) for p, a in jobs]
-        futs: list[Future[Any]] = [self._workers[p % len(self._workers)].submit(fn, p, a)
-                                   for p, a in jobs]
-        return [f.result() for f in futs]
-
-    def _search_nprobe(self, q: F32, k: int, nprobe: int) -> tuple[F32, I64]:
-        pids, cent, cn = self._centroids()
-        qn = (q * q).sum(1)
-        cd = qn[:, None] - 2.0 * (q @ cent.T) + cn[None, :]
-        probe = (np.argpartition(cd, nprobe - 1, axis=1)[:, :nprobe] if nprobe < len(pids)
-                 else np.broadcast_to(np.arange(len(pids)), cd.shape))
-        flat = probe.ravel()
-        order = np.argsort(flat, kind="stable")
-        bounds = np.flatnonzero(np.diff(flat[order])) + 1
-        jobs = [(int(pids[flat[seg[0]]]), seg) for seg in np.split(order, bounds) if seg.size]
-        dbuf = np.full((len(q), nprobe * k), np.inf, np.float32)
-        ibuf = np.full((len(q), nprobe * k), -1, np.int64)
-
-        def work(pid: int, seg: I64) -> tuple[I64, F32, I64]:
-            part = self._parts[pid]
-            qi = seg // nprobe
-            d, i = scan_partition(q[qi], qn[qi], part.x, part.norms, part.ids, k)
-            return seg, d, i
-
-        for seg, d, i in self._run(jobs, work):
-            if d.shape[1]:
-                qi, slot = seg // nprobe, seg % nprobe
-                cols = slot[:, None] * k + np.arange(d.shape[1])[None, :]
-                dbuf[qi[:, None], cols] = d
-                ibuf[qi[:, None], cols] = i
-        for row in pids[probe]:
-            self.tracker.record(row)
-        return merge_topk(dbuf, ibuf, k)
-
-    def _search_aps(self, q: F32, k: int, target: float) -> tuple[F32, I64]:
-        """Adaptive Partition Scanning, OSDI'25 §5, Algorithm 1 (one query at a time)."""
-        pids, cent, cn = self._centroids()
-        cfg = self.config
-        n_cand = min(len(pids), max(cfg.min_candidates,
-                                    math.ceil(cfg.candidate_fraction * len(pids))))
-        out_d = np.empty((len(q), k), np.float32)
-        out_i = np.empty((len(q), k), np.int64)
-        qn_all = (q * q).sum(1)
-        cd_all = qn_all[:, None] - 2.0 * (q @ cent.T) + cn[None, :]
-
-        def work(pid: int, qq: tuple[F32, F32]) -> tuple[F32, I64]:
-            part = self._parts[pid]
-            return scan_partition(qq[0], qq[1], part.x, part.norms, part.ids, k)
-
-        for r in range(len(q)):
-            qq = (q[r:r + 1], qn_all[r:r + 1])
-            cd = cd_all[r]
-            cand = (np.argpartition(cd, n_cand - 1)[:n_cand] if n_cand < len(pids)
-                    else np.arange(len(pids)))
-            cand = cand[np.argsort(cd[cand])]
-            # distance from q to the bisector of c0 and c_j: (‖q−c_j‖² − ‖q−c0‖²) / (2‖c_j−c0‖)
-            gap = np.linalg.norm(cent[cand[1:]] - cent[cand[0]], axis=1)
-            h = (cd[cand[1:]] - cd[cand[0]]) / np.maximum(2.0 * gap, 1e-30)
-            best_d, best_i = work(int(pids[cand[0]]), qq)
-            best_d, best_i = merge_topk(best_d, best_i, k)
-            scanned = np.zeros(len(cand), bool)
-            scanned[0] = True
-            rho_at, probs, p0 = -1.0, np.zeros(len(cand) - 1), 0.0
-            while not scanned.all():
-                rho = math.sqrt(float(best_d[0, k - 1])) if np.isfinite(best_d[0, k - 1]) else math.inf
-                if math.isfinite(rho):
-                    if rho_at < 0 or abs(rho - rho_at) > cfg.recompute_threshold * rho_at:
-                        p0, probs = aps_probabilities(h, rho, self._cap)
-                        rho_at = rho
-                    est = p0 + float(probs[scanned[1:]].sum())
-                    if est >= target:
-                        break
-                    rest = np.flatnonzero(~scanned[1:])
-                    rest = rest[np.argsort(-probs[rest], kind="stable")] + 1
-                    need = np.searchsorted(np.cumsum(probs[rest - 1]), target - est) + 1
-                    batch = rest[:max(1, min(int(need), self._width))]
-                else:  # fewer than k results so far: keep going in centroid order
-                    batch = np.flatnonzero(~scanned)[:self._width]
-                scanned[batch] = True
-                res = self._run([(int(pids[cand[b]]), qq) for b in batch], work)
-                best_d = np.concatenate([best_d] + [d for d, _ in res], 1)
-                best_i = np.concatenate([best_i] + [i for _, i in res], 1)
-                best_d, best_i = merge_topk(best_d, best_i, k)
-            out_d[r], out_i[r] = best_d[0], best_i[0]
-            self.tracker.record(pids[cand[scanned]])
-        return out_d, out_i
-
     # ------------------------------------------------------------------ maintenance
     def total_cost(self) -> float:
-        """C = λ(N) + Σ_j A_j·λ(s_j) in seconds (§4.1; the top level is scanned by every query)."""
+        """C = λ(N_top) + Σ_l Σ_j A_lj·λ(s_lj) in seconds (§4.1; the root is scanned by every
+        query)."""
         self._require_built("total_cost")
         lam = self.scan_latency
-        return lam(self.nlist) + sum(self.tracker.frequency(p) * lam(part.size)
-                                     for p, part in self._parts.items())
+        return lam(self._levels[-1].nlist) + sum(
+            lv.tracker.frequency(p) * lam(part.size)
+            for lv in self._levels for p, part in lv.parts.items())
 
     def maintenance(self) -> MaintenanceReport:
-        """One estimate → verify → commit/reject pass over level 0 (§4.2)."""
+        """One estimate → verify → commit/reject pass over every level, bottom-up (§4.2)."""
         self._require_built("maintenance")
-        return run_maintenance(self)
+        assert self.cost is not None
+        rep = run_maintenance(self._levels, self.cost, self.config, self.total_cost())
+        rep.cost_after_s = self.total_cost()
+        return rep
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:

@@ -1,5 +1,8 @@
 """Maintenance (OSDI'25 §4.2): estimate → verify → commit or reject, for merges and splits.
 
+Each level is processed bottom-up with the same rules; a level only sees its own partitions,
+its items and its access window (``Level``).
+
 1. Estimate each partition's merge delta Δ'Merge (vectors spread evenly over its r nearest
    partitions) and split delta Δ'Split (Eq. 5); candidates have Δ' < −τ.
 2. Merges first: reassign the candidate's vectors to their nearest remaining centroids and
@@ -12,32 +15,43 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
-from labrig.runtime.vecdata import assign, kmeans
+from labrig.runtime.quake._cost import CostModel
+from labrig.runtime.quake._level import Level
+from labrig.runtime.quake._params import QuakeConfig
+from labrig.runtime.vecdata import assign, kmeans, sq_dists
 
-if TYPE_CHECKING:
-    from labrig.runtime.quake._index import MaintenanceReport, QuakeIndex
-
-__all__ = ["run_maintenance"]
+__all__ = ["MaintenanceReport", "run_maintenance"]
 
 SPLIT_KMEANS_ITERS = 5   # 2-means rounds per split
 
 
-def _neighbours(index: QuakeIndex, pid: int, r: int) -> list[int]:
-    pids, cent, _ = index._centroids()
-    c = index._parts[pid].centroid
+@dataclass
+class MaintenanceReport:
+    """Outcome of one maintenance pass (§4.2): committed and rejected actions, all levels."""
+
+    splits: int = 0
+    splits_rejected: int = 0
+    merges: int = 0
+    merges_rejected: int = 0
+    cost_before_s: float = 0.0
+    cost_after_s: float = 0.0
+
+
+def _neighbours(level: Level, pid: int, r: int) -> list[int]:
+    pids, cent, _ = level.centroids()
+    c = level.parts[pid].centroid
     dist = ((cent - c) ** 2).sum(1)
     order = [int(pids[i]) for i in np.argsort(dist)]
     return [p for p in order if p != pid][:r]
 
 
-def _try_merge(index: QuakeIndex, pid: int, tau: float) -> bool:
+def _try_merge(level: Level, cost: CostModel, pid: int, tau: float) -> bool:
     """Verify a merge with the real receivers; commit (True) or reject (False)."""
-    cost, tr, parts = index.cost, index.tracker, index._parts
-    assert cost is not None
+    tr, parts = level.tracker, level.parts
     part = parts[pid]
     others = [p for p in parts if p != pid]
     if not others:
@@ -46,92 +60,89 @@ def _try_merge(index: QuakeIndex, pid: int, tau: float) -> bool:
     dest = np.array(others, np.int64)[assign(part.x, cent)] if part.size else np.zeros(0, np.int64)
     a, s = tr.frequency(pid), part.size
     recv = {int(p): int(c) for p, c in zip(*np.unique(dest, return_counts=True))}
-    delta = cost.merge_delta(a, s, index.nlist, (
+    delta = cost.merge_delta(a, s, level.nlist, (
         (tr.frequency(m), parts[m].size, a * c / max(s, 1), c) for m, c in recv.items()))
     if delta >= -tau:
         return False
     hits = tr.counts.get(pid, 0.0)
     for m, c in recv.items():
         sel = dest == m
-        rp = parts[m]
-        rp.x = np.concatenate([rp.x, part.x[sel]])
-        rp.ids = np.concatenate([rp.ids, part.ids[sel]])
-        rp.norms = np.concatenate([rp.norms, part.norms[sel]])
-        for v in part.ids[sel].tolist():
-            index._loc[v] = m
+        parts[m].append(part.x[sel], part.ids[sel], part.norms[sel])
+        level.loc.update(dict.fromkeys(part.ids[sel].tolist(), m))
         tr.counts[m] = tr.counts.get(m, 0.0) + hits * c / max(s, 1)
-    index._drop_partition(pid)
+    level.drop_partition(pid)
     tr.replace([pid], {})
     return True
 
 
-def _try_split(index: QuakeIndex, pid: int, tau: float) -> list[int]:
+def _try_split(level: Level, cost: CostModel, cfg: QuakeConfig, pid: int, tau: float
+               ) -> list[int]:
     """Tentative 2-means split, verified with Eq. 4; returns the committed children (or [])."""
-    cost, tr, cfg = index.cost, index.tracker, index.config
-    assert cost is not None
-    part = index._parts[pid]
+    tr = level.tracker
+    part = level.parts[pid]
     c2 = kmeans(part.x, 2, iters=SPLIT_KMEANS_ITERS, seed=cfg.seed + pid)
     if len(c2) < 2:
         return []
     lab = assign(part.x, c2)
     s_l, s_r = int((lab == 0).sum()), int((lab == 1).sum())
     a = tr.frequency(pid)
-    if min(s_l, s_r) == 0 or cost.split_exact(a, part.size, s_l, s_r, index.nlist) >= -tau:
+    if min(s_l, s_r) == 0 or cost.split_exact(a, part.size, s_l, s_r, level.nlist) >= -tau:
         return []  # rolled back: the tentative children are never installed
     hits = tr.counts.get(pid, 0.0)
-    index._drop_partition(pid)
-    kids = [index._new_partition(c2[j], part.x[lab == j], part.ids[lab == j]) for j in (0, 1)]
+    level.drop_partition(pid)
+    kids = [level.new_partition(c2[j], part.x[lab == j], part.ids[lab == j]) for j in (0, 1)]
     tr.replace([pid], {kid: cfg.alpha * hits for kid in kids})
     return kids
 
 
-def _refine(index: QuakeIndex, kids: list[int]) -> None:
+def _refine(level: Level, cfg: QuakeConfig, kids: list[int]) -> None:
     """Local refinement (§4.2): k-means rounds over the children and their r neighbours."""
-    live = [k for k in kids if k in index._parts]
+    live = [k for k in kids if k in level.parts]
     if not live:
         return
     group = list(dict.fromkeys(live + [n for k in live
-                                       for n in _neighbours(index, k, index.config.refinement_radius)]))
-    parts = index._parts
+                                       for n in _neighbours(level, k, cfg.refinement_radius)]))
+    parts = level.parts
     x = np.concatenate([parts[p].x for p in group])
     ids = np.concatenate([parts[p].ids for p in group])
     cent = np.stack([parts[p].centroid for p in group])
-    for _ in range(index.config.refinement_iters):
+    for _ in range(cfg.refinement_iters):
         lab = assign(x, cent)
         for j in range(len(group)):
             sel = lab == j
             if sel.any():
                 cent[j] = x[sel].mean(0)
     lab = assign(x, cent)
-    hits = {p: index.tracker.counts.get(p, 0.0) for p in group}
+    hits = {p: level.tracker.counts.get(p, 0.0) for p in group}
     for p in group:
-        index._drop_partition(p)
+        level.drop_partition(p)
     new_hits = {}
     for j, p in enumerate(group):
         sel = lab == j
         if sel.any():
-            new_hits[index._new_partition(cent[j], x[sel], ids[sel])] = hits[p]
-    index.tracker.replace(group, new_hits)
+            new_hits[level.new_partition(cent[j], x[sel], ids[sel])] = hits[p]
+    level.tracker.replace(group, new_hits)
 
 
-def run_maintenance(index: QuakeIndex) -> MaintenanceReport:
-    """One maintenance pass over level 0; returns what was committed and rejected."""
-    from labrig.runtime.quake._index import MaintenanceReport
-
-    cost, tr, cfg = index.cost, index.tracker, index.config
-    assert cost is not None
-    rep = MaintenanceReport(cost_before_s=index.total_cost())
-    if len(tr) == 0:
-        rep.cost_after_s = rep.cost_before_s
-        return rep
-    tau, n = cfg.tau_s, index.nlist
+def maintain_level(level: Level, cost: CostModel, cfg: QuakeConfig, rep: MaintenanceReport
+                   ) -> None:
+    """Stages 1-3 of §4.2 on one level: estimate, then verify and commit or reject."""
+    tr = level.tracker
+    if len(tr) == 0 or level.nlist == 0:
+        return
+    tau, n = cfg.tau_s, level.nlist
+    pids, cent, _ = level.centroids()
+    r = min(cfg.refinement_radius, n - 1)
+    near = (np.argsort(sq_dists(cent, cent), axis=1)[:, 1:r + 1] if r > 0
+            else np.zeros((n, 0), np.int64))
     merge_c: list[tuple[float, int]] = []
     split_c: list[tuple[float, int]] = []
-    for pid, part in list(index._parts.items()):
+    for slot, pid in enumerate(pids.tolist()):
+        part = level.parts[pid]
         a, s = tr.frequency(pid), part.size
-        nb = _neighbours(index, pid, cfg.refinement_radius)
+        nb = [int(pids[j]) for j in near[slot]]
         if nb:
-            dm = cost.merge_estimate(a, s, n, [(tr.frequency(m), index._parts[m].size) for m in nb])
+            dm = cost.merge_estimate(a, s, n, [(tr.frequency(m), level.parts[m].size) for m in nb])
             if dm < -tau:
                 merge_c.append((dm, pid))
                 continue
@@ -140,20 +151,31 @@ def run_maintenance(index: QuakeIndex) -> MaintenanceReport:
             if ds < -tau:
                 split_c.append((ds, pid))
     for _, pid in sorted(merge_c):
-        if pid in index._parts and index.nlist > 1:
-            if _try_merge(index, pid, tau):
+        if pid in level.parts and level.nlist > 1:
+            if _try_merge(level, cost, pid, tau):
                 rep.merges += 1
             else:
                 rep.merges_rejected += 1
     kids: list[int] = []
     for _, pid in sorted(split_c):
-        if pid in index._parts and index._parts[pid].size > cfg.min_partition_size:
-            new = _try_split(index, pid, tau)
+        if pid in level.parts and level.parts[pid].size > cfg.min_partition_size:
+            new = _try_split(level, cost, cfg, pid, tau)
             if new:
                 rep.splits += 1
                 kids += new
             else:
                 rep.splits_rejected += 1
-    _refine(index, kids)
-    rep.cost_after_s = index.total_cost()
+    _refine(level, cfg, kids)
+
+
+def run_maintenance(levels: list[Level], cost: CostModel, cfg: QuakeConfig,
+                    total_cost: float) -> MaintenanceReport:
+    """One pass over every level, bottom-up (§4.2 stage 4: "repeat one level up").
+
+    Actions below reach the levels above through ``Level.on_new``/``on_drop`` before those
+    levels are themselves maintained.  ``rep.cost_after_s`` is left for the caller.
+    """
+    rep = MaintenanceReport(cost_before_s=total_cost)
+    for level in levels:
+        maintain_level(level, cost, cfg, rep)
     return rep

@@ -45,6 +45,9 @@ class QuakeConfig:
     ----------
     nlist : int or None
         Level-0 partitions at build; None → round(sqrt(n)) (the usual IVF rule).
+    levels : int
+        Partition levels built (§3): 1 is the single level the final paper evaluates (§7.2);
+        each further level partitions the centroids below into round(sqrt(N)) partitions.
     kmeans_iters : int
         Lloyd rounds at build.
     window_size : int
@@ -64,6 +67,8 @@ class QuakeConfig:
         when the user calls ``maintenance()``.
     recall_target : float
         Default APS recall target τ_R.
+    upper_recall_target : float
+        APS target at levels above 0 (§5: fixed at 0.99).
     candidate_fraction : float
         f_M, the fraction of centroids considered by APS (final paper: 1-10 %).
     min_candidates : int
@@ -80,6 +85,7 @@ class QuakeConfig:
     """
 
     nlist: int | None = None
+    levels: int = 1
     kmeans_iters: int = 10
     window_size: int = 1000
     alpha: float = 0.9
@@ -89,6 +95,7 @@ class QuakeConfig:
     refinement_iters: int = 1
     maintenance_every: int = 0
     recall_target: float = DEFAULT_RECALL_TARGET
+    upper_recall_target: float = UPPER_LEVEL_RECALL
     candidate_fraction: float = 0.1
     min_candidates: int = 16
     cap_form: str = "geometry"
@@ -97,7 +104,7 @@ class QuakeConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        positive = ("kmeans_iters", "window_size", "min_partition_size", "refinement_radius",
+        positive = ("levels", "kmeans_iters", "window_size", "min_partition_size", "refinement_radius",
                     "refinement_iters", "min_candidates", "n_workers")
         for f in fields(self):
             v = getattr(self, f.name)
@@ -108,7 +115,7 @@ class QuakeConfig:
         if self.maintenance_every < 0:
             raise ConfigError("QuakeConfig", "maintenance_every", self.maintenance_every,
                               "must be >= 0 (0 = manual)")
-        for name in ("alpha", "recall_target", "candidate_fraction"):
+        for name in ("alpha", "recall_target", "upper_recall_target", "candidate_fraction"):
             v = getattr(self, name)
             if not 0.0 < v <= 1.0:
                 raise ConfigError("QuakeConfig", name, v, "must be in (0, 1]")

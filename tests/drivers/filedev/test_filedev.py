@@ -1,4 +1,5 @@
-"""The thread-pool ``file:`` backend: same data as the emulated NVMe drive, typed errors."""
+"""The ``file:`` backend, io_uring and thread-pool engines: same data as the emulated NVMe drive,
+typed errors."""
 
 import os
 import warnings
@@ -81,15 +82,30 @@ def _run(uri: str, ops: list[tuple[str, int, int, int]], depth: int) -> list[byt
 def test_same_data_on_emulated_and_file_backends(tmp_path_factory: pytest.TempPathFactory,
                                                  ops: list, depth: int) -> None:
     d = tmp_path_factory.mktemp("fdev")
-    emu = _run(f"emu:nvme?capacity={BLOCKS * BS}&lba={BS}", ops, depth)
-    direct = _run(f"file:{d / 'a.img'}?size={BLOCKS * BS}", ops, depth)
-    buffered = _run(f"file:{d / 'b.img'}?size={BLOCKS * BS}&direct=0&workers=2", ops, depth)
-    assert emu == direct == buffered
+    size = BLOCKS * BS
+    emu = _run(f"emu:nvme?capacity={size}&lba={BS}", ops, depth)
+    uring = _run(f"file:{d / 'a.img'}?size={size}&engine=uring&direct=1", ops, depth)
+    threads = _run(f"file:{d / 'b.img'}?size={size}&engine=threads", ops, depth)
+    buffered = _run(f"file:{d / 'c.img'}?size={size}&engine=threads&direct=0&workers=2", ops,
+                    depth)
+    assert emu == uring == threads == buffered
 
 
-def test_errors_are_typed_and_the_queue_keeps_working(tmp_path: Path) -> None:
+@settings(max_examples=5, deadline=None)
+@given(ops=st.lists(op, max_size=15))
+def test_sqpoll_ring_returns_the_same_data(tmp_path_factory: pytest.TempPathFactory,
+                                            ops: list) -> None:
+    d = tmp_path_factory.mktemp("sq")
+    size = BLOCKS * BS
+    assert (_run(f"emu:nvme?capacity={size}&lba={BS}", ops, 8)
+            == _run(f"file:{d / 'a.img'}?size={size}&engine=uring&sqpoll=1", ops, 8))
+
+
+@pytest.mark.parametrize("engine", ["uring", "threads"])
+def test_errors_are_typed_and_the_queue_keeps_working(tmp_path: Path, engine: str) -> None:
     path = tmp_path / "x.img"
-    with open_block_device(f"file:{path}?size=1M") as dev:
+    with open_block_device(f"file:{path}?size=1M&engine={engine}") as dev:
+        assert dev.engine == engine
         qp = dev.qpair(4)
         buf = dev.alloc_buffer(2 * BS)
         r = qp.read(buf, dev.num_blocks - 1, 2)
@@ -109,7 +125,7 @@ def test_errors_are_typed_and_the_queue_keeps_working(tmp_path: Path) -> None:
         r = qp.read(buf, 0, 1)                     # the queue pair still works
         qp.wait(r)
         r.result()
-    with open_block_device(f"file:{path}?ro=1") as ro:
+    with open_block_device(f"file:{path}?ro=1&engine={engine}") as ro:
         qp = ro.qpair(2)
         buf = ro.alloc_buffer(BS)
         r = qp.read(buf, 0, 1)
@@ -132,7 +148,9 @@ def test_sizes_and_options(tmp_path: Path) -> None:
         f"file:{p}?bogus=1": "unknown option",
         f"file:{p}?lba=1024": "must be one of 512, 4096",
         f"file:{p}?direct=yes": "must be 0 or 1",
-        f"file:{p}?engine=uring": "only 'threads'",
+        f"file:{p}?engine=spdk": "must be one of auto, uring, threads",
+        f"file:{p}?sqpoll=2": "must be 0 or 1",
+        f"file:{p}?engine=threads&sqpoll=1": "needs the io_uring engine",
         f"file:{p}?workers=0": "must be in 1..64",
         f"file:{p}?size=12Q": "K/M/G/T",
         "file:": "no path",

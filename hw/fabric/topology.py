@@ -1,0 +1,393 @@
+"""The fabric's graph: nodes (GPUs, NICs, CPUs, PCIe switches, NVSwitches, ToR and spine
+switches) and directed links, each with a bandwidth and a latency, plus deterministic routing.
+
+A :class:`TopologyBuilder` collects nodes and links and checks them as they enter (unknown
+node, duplicate node or link, bad bandwidth or latency: each error names the offender);
+:meth:`TopologyBuilder.build` freezes them into a :class:`Topology`, which never changes
+afterwards, so routes can be cached.  Presets (:mod:`labrig.hw.fabric.presets`) use the builder.
+
+Routing (:meth:`Topology.path`) is a shortest path by hop count, then by summed link latency,
+then by the names of the links (lexicographically), so the same topology always gives the same
+route.  Two forwarding rules keep routes physical:
+
+- a GPU is an endpoint, never a transit node (NVLink traffic between GPUs crosses an NVSwitch;
+  a GPU does not forward packets for others -- relaying through a GPU, as FuseLink does, is a
+  store-and-forward the runtime models explicitly with two transfers);
+- a NIC forwards only between its host side (PCIe) and its network side (cables to switches or
+  other NICs), never network-to-network or host-to-host: an RDMA NIC is no router.
+
+Link names are ``"<src>-><dst>"`` (e.g. ``"s0.nic2->tor0"``); node names follow the preset
+convention ``"s0.gpu3"``, ``"s0.nic2"``, ``"s0.cpu"``, ``"s0.pcie1"``, ``"s0.nvsw"``,
+``"tor0"``, ``"spine0"``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+
+import numpy as np
+
+from labrig.errors import ConfigError, UsageError
+
+__all__ = ["Link", "Node", "NodeKind", "Topology", "TopologyBuilder", "link_name"]
+
+
+class NodeKind(StrEnum):
+    """What a node is; decides whether it may forward traffic (see the module docstring)."""
+
+    GPU = "gpu"
+    NIC = "nic"
+    CPU = "cpu"                      # root complex + host memory of one server
+    PCIE_SWITCH = "pcie_switch"
+    NVSWITCH = "nvswitch"
+    SWITCH = "switch"                # network switch: ToR / leaf / spine
+
+
+#: Kinds that sit on the network side of a NIC: a link touching one of these is a network link.
+_NETWORK_KINDS = frozenset({NodeKind.SWITCH})
+
+
+@dataclass(frozen=True)
+class Node:
+    """A vertex of the topology.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"s0.gpu3"``.
+    kind : NodeKind
+    server : int or None
+        Index of the server the node belongs to; ``None`` for network switches.
+    model : str
+        Free-form hardware model (e.g. ``"A100-SXM4-80GB"``, ``"ConnectX-6"``) for reports.
+    """
+
+    name: str
+    kind: NodeKind
+    server: int | None = None
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class Link:
+    """One direction of a cable or bus.
+
+    Attributes
+    ----------
+    name : str
+        ``"<src>-><dst>"``.
+    src, dst : str
+        Node names.
+    bandwidth_Bps : float
+        Capacity in bytes per second (one direction).
+    latency_ns : int
+        Time from the first bit entering at ``src`` to it leaving at ``dst`` (propagation plus
+        the forwarding delay of ``dst`` if it is a switch).
+    index : int
+        Position in :attr:`Topology.bandwidth_Bps` / :attr:`Topology.latency_ns` arrays.
+    network : bool
+        True when either end is a network switch, or both ends are NICs (a back-to-back cable).
+    """
+
+    name: str
+    src: str
+    dst: str
+    bandwidth_Bps: float
+    latency_ns: int
+    index: int
+    network: bool
+
+
+def link_name(src: str, dst: str) -> str:
+    """The name of the directed link ``src -> dst``."""
+    return f"{src}->{dst}"
+
+
+class TopologyBuilder:
+    """Collects nodes and links, validating each as it is added; :meth:`build` freezes them.
+
+    Examples
+    --------
+    >>> b = TopologyBuilder()
+    >>> b.add_node("h0", "nic"); b.add_node("h1", "nic"); b.add_node("tor0", "switch")
+    >>> b.connect("h0", "tor0", bandwidth_Bps=25e9, latency_ns=200)
+    >>> b.connect("h1", "tor0", bandwidth_Bps=25e9, latency_ns=200)
+    >>> b.build().path("h0", "h1")
+    ('h0->tor0', 'tor0->h1')
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, Node] = {}
+        self._links: dict[str, tuple[str, str, float, int]] = {}
+
+    def add_node(self, name: str, kind: NodeKind | str, *, server: int | None = None,
+                 model: str = "") -> None:
+        """Add a node; ``kind`` is a :class:`NodeKind` or its value (``"gpu"``, ``"nic"``...).
+
+        Raises
+        ------
+        UsageError
+            Empty or duplicate name, name containing ``"->"``, or unknown kind.
+        """
+        if not isinstance(name, str) or not name or "->" in name:
+            raise UsageError(f"node name {name!r}: must be a non-empty string without '->'")
+        if name in self._nodes:
+            raise UsageError(f"node {name!r} added twice")
+        try:
+            k = NodeKind(kind)
+        except ValueError:
+            allowed = ", ".join(k.value for k in NodeKind)
+            raise UsageError(f"node {name!r}: kind {kind!r} is not one of {allowed}") from None
+        self._nodes[name] = Node(name, k, server, model)
+
+    def add_link(self, src: str, dst: str, *, bandwidth_Bps: float, latency_ns: int) -> str:
+        """Add the directed link ``src -> dst`` and return its name.
+
+        Raises
+        ------
+        UsageError
+            An unknown node, a self-loop or a duplicate link.
+        ConfigError
+            ``bandwidth_Bps`` not a finite number > 0 or ``latency_ns`` not an int >= 0.
+        """
+        for end in (src, dst):
+            if end not in self._nodes:
+                raise UsageError(f"link {src}->{dst}: unknown node {end!r}")
+        if src == dst:
+            raise UsageError(f"link {src}->{dst}: a link must join two different nodes")
+        name = link_name(src, dst)
+        if name in self._links:
+            raise UsageError(f"link {name!r} added twice")
+        if (isinstance(bandwidth_Bps, bool) or not isinstance(bandwidth_Bps, (int, float))
+                or not math.isfinite(bandwidth_Bps) or bandwidth_Bps <= 0):
+            raise ConfigError(f"Link {name}", "bandwidth_Bps", bandwidth_Bps,
+                              "must be a finite number > 0 (bytes/s)")
+        if isinstance(latency_ns, bool) or not isinstance(latency_ns, (int, np.integer)) \
+                or latency_ns < 0:
+            raise ConfigError(f"Link {name}", "latency_ns", latency_ns, "must be an int >= 0")
+        self._links[name] = (src, dst, float(bandwidth_Bps), int(latency_ns))
+        return name
+
+    def connect(self, a: str, b: str, *, bandwidth_Bps: float, latency_ns: int) -> None:
+        """Add both directions ``a -> b`` and ``b -> a`` with the same bandwidth and latency
+        (a full-duplex cable or bus)."""
+        self.add_link(a, b, bandwidth_Bps=bandwidth_Bps, latency_ns=latency_ns)
+        self.add_link(b, a, bandwidth_Bps=bandwidth_Bps, latency_ns=latency_ns)
+
+    def build(self) -> Topology:
+        """Freeze into a :class:`Topology` (the builder may be reused afterwards)."""
+        return Topology(self._nodes.values(), self._links.values())
+
+
+class Topology:
+    """An immutable fabric graph with cached deterministic routes.
+
+    Attributes
+    ----------
+    nodes : mapping of str -> Node
+    links : mapping of str -> Link
+        In insertion order; ``links[name].index`` indexes the arrays below.
+    link_names : tuple of str
+        Link names by index.
+    bandwidth_Bps : ndarray of float64, shape (n_links,)
+        Read-only capacities.
+    latency_ns : ndarray of int64, shape (n_links,)
+        Read-only latencies.
+    """
+
+    def __init__(self, nodes: Iterable[Node], links: Iterable[tuple[str, str, float, int]]
+                 ) -> None:
+        node_map = {n.name: n for n in nodes}
+        link_map: dict[str, Link] = {}
+        out: dict[str, list[Link]] = {n: [] for n in node_map}
+        for i, (src, dst, bw, lat) in enumerate(links):
+            network = (node_map[src].kind in _NETWORK_KINDS or node_map[dst].kind in _NETWORK_KINDS
+                       or (node_map[src].kind is NodeKind.NIC
+                           and node_map[dst].kind is NodeKind.NIC))
+            ln = Link(link_name(src, dst), src, dst, bw, lat, i, network)
+            link_map[ln.name] = ln
+            out[src].append(ln)
+        self.nodes: Mapping[str, Node] = MappingProxyType(node_map)
+        self.links: Mapping[str, Link] = MappingProxyType(link_map)
+        self.link_names: tuple[str, ...] = tuple(link_map)
+        bw_arr = np.array([ln.bandwidth_Bps for ln in link_map.values()], dtype=np.float64)
+        lat_arr = np.array([ln.latency_ns for ln in link_map.values()], dtype=np.int64)
+        bw_arr.flags.writeable = False
+        lat_arr.flags.writeable = False
+        self.bandwidth_Bps = bw_arr
+        self.latency_ns = lat_arr
+        # neighbours in name order, so route search is independent of insertion order
+        self._out = {n: tuple(sorted(ls, key=lambda ln: ln.dst)) for n, ls in out.items()}
+        self._paths: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    # -- inspection -------------------------------------------------------------------------
+    def node(self, name: str) -> Node:
+        """The node called ``name`` (UsageError naming it if unknown)."""
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise UsageError(f"unknown node {name!r}") from None
+
+    def link(self, name: str) -> Link:
+        """The link called ``name`` (UsageError naming it if unknown)."""
+        try:
+            return self.links[name]
+        except KeyError:
+            raise UsageError(f"unknown link {name!r}") from None
+
+    def nodes_of(self, kind: NodeKind | str, server: int | None = None) -> tuple[str, ...]:
+        """Names of the nodes of ``kind`` (on ``server`` if given), in natural order
+        (``s0.gpu2`` before ``s0.gpu10``)."""
+        k = NodeKind(kind)
+        names = [n.name for n in self.nodes.values()
+                 if n.kind is k and (server is None or n.server == server)]
+        return tuple(sorted(names, key=_natural_key))
+
+    @property
+    def servers(self) -> tuple[int, ...]:
+        """Indices of the servers that have at least one node."""
+        return tuple(sorted({n.server for n in self.nodes.values() if n.server is not None}))
+
+    def out_links(self, node: str) -> tuple[Link, ...]:
+        """Links leaving ``node``, ordered by destination name."""
+        self.node(node)
+        return self._out[node]
+
+    def path_latency_ns(self, path: Sequence[str]) -> int:
+        """Sum of the latencies of the links in ``path``."""
+        return sum(self.link(ln).latency_ns for ln in path)
+
+    def path_bandwidth_Bps(self, path: Sequence[str]) -> float:
+        """Smallest link bandwidth along ``path`` (infinite for an empty path)."""
+        return min((self.link(ln).bandwidth_Bps for ln in path), default=math.inf)
+
+    # -- routing ----------------------------------------------------------------------------
+    def path(self, src: str, dst: str) -> tuple[str, ...]:
+        """Link names of the route from ``src`` to ``dst``; ``()`` when they are the same node.
+
+        Fewest hops first, then least summed latency, then lexicographically smallest link
+        names; GPUs never forward and NICs forward only host side <-> network side.
+
+        Raises
+        ------
+        UsageError
+            Unknown node, or no route (the message names both ends).
+        """
+        key = (src, dst)
+        hit = self._paths.get(key)
+        if hit is None:
+            hit = self._search(src, dst)
+            self._paths[key] = hit
+        return hit
+
+    def route(self, waypoints: Sequence[str]) -> tuple[str, ...]:
+        """Concatenated routes through ``waypoints`` (e.g. ``[gpu, nic, peer_nic, peer_gpu]``
+        for an RDMA transfer that must use given NICs)."""
+        if len(waypoints) < 2:
+            raise UsageError(f"route {list(waypoints)!r}: needs at least two waypoints")
+        out: list[str] = []
+        for a, b in zip(waypoints, waypoints[1:]):
+            out.extend(self.path(a, b))
+        return tuple(out)
+
+    def nearest(self, node: str, kind: NodeKind | str) -> str:
+        """The node of ``kind`` on ``node``'s server with the shortest route from ``node``
+        (ties by name): e.g. a GPU's nearest NIC, the one behind its PCIe switch."""
+        n = self.node(node)
+        best: tuple[int, int, tuple[str, ...], str] | None = None
+        for cand in self.nodes_of(kind, n.server):
+            if cand == node:
+                continue
+            try:
+                p = self.path(node, cand)
+            except UsageError:
+                continue
+            score = (len(p), self.path_latency_ns(p), p, cand)
+            if best is None or score < best:
+                best = score
+        if best is None:
+            raise UsageError(f"no {NodeKind(kind).value} reachable from {node!r} on its server")
+        return best[3]
+
+    def check_path(self, src: str, dst: str, path: Sequence[str]) -> tuple[str, ...]:
+        """Validate an explicit route: known links, chained end to start, from ``src`` to
+        ``dst``.  Returns it as a tuple; raises UsageError naming the first problem."""
+        self.node(src)
+        self.node(dst)
+        at = src
+        for i, name in enumerate(path):
+            ln = self.link(name)
+            if ln.src != at:
+                raise UsageError(f"path hop {i} {name!r} starts at {ln.src!r}, expected {at!r}")
+            at = ln.dst
+        if at != dst:
+            raise UsageError(f"path from {src!r} ends at {at!r}, not at {dst!r}")
+        return tuple(path)
+
+    def _search(self, src: str, dst: str) -> tuple[str, ...]:
+        self.node(src)
+        self.node(dst)
+        if src == dst:
+            return ()
+        # Dijkstra over states (node, arrived on a network link?); cost = (hops, latency,
+        # link names) compared lexicographically, which is additive in each component.
+        start = (src, False)
+        heap: list[tuple[int, int, tuple[str, ...], str, bool]] = [(0, 0, (), src, False)]
+        done: set[tuple[str, bool]] = set()
+        best: dict[tuple[str, bool], tuple[int, int, tuple[str, ...]]] = {start: (0, 0, ())}
+        nodes = self.nodes
+        while heap:
+            hops, lat, names, at, via_net = heapq.heappop(heap)
+            state = (at, via_net)
+            if state in done:
+                continue
+            done.add(state)
+            if at == dst:
+                return names
+            kind = nodes[at].kind
+            if at != src and kind is NodeKind.GPU:
+                continue                                  # GPUs do not forward
+            for ln in self._out[at]:
+                if at != src and kind is NodeKind.NIC and ln.network == via_net:
+                    continue                              # NIC: host side <-> network side only
+                nxt = (ln.dst, ln.network)
+                if nxt in done:
+                    continue
+                cost = (hops + 1, lat + ln.latency_ns, (*names, ln.name))
+                old = best.get(nxt)
+                if old is None or cost < old:
+                    best[nxt] = cost
+                    heapq.heappush(heap, (*cost, ln.dst, ln.network))
+        raise UsageError(f"no route from {src!r} to {dst!r} (disconnected, or only through "
+                         "nodes that do not forward)")
+
+    def __repr__(self) -> str:
+        return f"Topology(nodes={len(self.nodes)}, links={len(self.links)})"
+
+
+def _natural_key(name: str) -> tuple[object, ...]:
+    """Sort key splitting digit runs, so ``gpu2`` sorts before ``gpu10``."""
+    parts: list[object] = []
+    num = ""
+    text = ""
+    for ch in name:
+        if ch.isdigit():
+            if text:
+                parts.append(text)
+                text = ""
+            num += ch
+        else:
+            if num:
+                parts.append(int(num))
+                num = ""
+            text += ch
+    if num:
+        parts.append(int(num))
+    if text:
+        parts.append(text)
+    return tuple((0, p) if isinstance(p, int) else (1, p) for p in parts)

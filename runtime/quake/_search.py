@@ -1,0 +1,167 @@
+"""Query execution over the level hierarchy: APS descent and batched fixed-nprobe scans.
+
+APS (OSDI'25 §5): the root (every top-level centroid) gives the top level's candidates; each
+level l >= 1 runs APS at the fixed upper-level target (0.99) for the ``f_M · N_{l-1}``
+nearest centroids of the level below, which become level l-1's candidates; level 0 runs APS
+at the query's recall target for the k nearest vectors.  One C call per level
+(:mod:`._kernel`).
+
+Fixed nprobe: the nprobe nearest level-0 centroids (ranked exactly), then every (query,
+partition) pair is scanned by the worker that owns the partition, ``pid mod W`` (§6
+affinity), into that worker's own top-k buffers; the buffers are merged at the end.  APS
+batches are spread over the workers by query, as the public code's ``parallel_for`` over
+queries does; a single query runs on the calling thread (at the partition sizes of this
+reproduction a thread hand-off costs more than a partition scan).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from labrig.runtime.quake._level import Level
+from labrig.runtime.quake._scan import merge_topk
+
+if TYPE_CHECKING:
+    from labrig.runtime.quake._index import QuakeIndex
+
+__all__ = ["aps_batch", "n_candidates", "nprobe_batch"]
+
+F32 = NDArray[np.float32]
+I64 = NDArray[np.int64]
+
+
+def n_candidates(index: QuakeIndex, level: Level) -> int:
+    """``f_M · N_l`` candidate partitions of a level, at least ``min_candidates`` (§5)."""
+    cfg = index.config
+    n = level.nlist
+    return min(n, max(cfg.min_candidates, math.ceil(cfg.candidate_fraction * n)))
+
+
+class _Scratch:
+    """Per-thread buffers and their C pointers for one APS call."""
+
+    def __init__(self, ffi: Any, k: int, ncand: int) -> None:
+        self.td = np.empty(k, np.float32)
+        self.ti = np.empty(k, np.int64)
+        self.cnt = np.zeros(1, np.int32)
+        self.scanned = np.zeros(ncand, np.uint8)
+        self.work = np.empty(3 * ncand, np.float64)
+        self.c = tuple(ffi.from_buffer(t, a) for t, a in (
+            ("float[]", self.td), ("int64_t[]", self.ti), ("int32_t[]", self.cnt),
+            ("uint8_t[]", self.scanned), ("double[]", self.work)))
+
+
+def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, qn: float,
+               k: int, target: float) -> tuple[F32, I64, list[I64]]:
+    """APS descent for one query; returns (distances, ids, scanned pids per level)."""
+    levels = index._levels
+    cfg = index.config
+    qc = ffi.from_buffer("float[]", q)
+    top = len(levels) - 1
+    m = n_candidates(index, levels[top])
+    slots = np.empty(m, np.int32)
+    dists = np.empty(m, np.float32)
+    v = views[top]
+    m = lib.qk_nearest(qc, qn, ffi.from_buffer("float[]", v.cent), ffi.from_buffer("float[]", v.cn),
+                       len(v.pids), index.d, m, ffi.from_buffer("int32_t[]", slots),
+                       ffi.from_buffer("float[]", dists))
+    scanned: list[I64] = [np.zeros(0, np.int64)] * len(levels)
+    cap = index._cap_c
+    for lv in range(top, -1, -1):
+        v = views[lv]
+        kk = k if lv == 0 else n_candidates(index, levels[lv - 1])
+        tgt = target if lv == 0 else cfg.upper_recall_target
+        s = _Scratch(ffi, kk, m)
+        n_done = lib.qk_aps(qc, qn, index.d, kk, m, ffi.from_buffer("int32_t[]", slots),
+                            ffi.from_buffer("float[]", dists), ffi.from_buffer("float[]", v.cent),
+                            v.parts, cap[0], cap[1], tgt, cfg.recompute_threshold, *s.c)
+        del n_done
+        scanned[lv] = v.pids[np.flatnonzero(s.scanned[:m])]
+        cnt = int(s.cnt[0])
+        if lv == 0:
+            return s.td[:cnt], s.ti[:cnt], scanned
+        slots = np.ascontiguousarray(views[lv - 1].slot_of[s.ti[:cnt]])
+        dists = s.td[:cnt].copy()
+        m = cnt
+    raise AssertionError("unreachable: the loop returns at level 0")
+
+
+def aps_batch(index: QuakeIndex, q: F32, k: int, target: float) -> tuple[F32, I64]:
+    """APS for every row of ``q`` (n, d); records the scanned partitions in the windows."""
+    mod = index._kernel
+    ffi, lib = mod.ffi, mod.lib
+    views = [lv.view(ffi) for lv in index._levels]
+    qn = (q * q).sum(1, dtype=np.float32)
+    out_d = np.full((len(q), k), np.inf, np.float32)
+    out_i = np.full((len(q), k), -1, np.int64)
+    scans: list[list[I64]] = [[] for _ in range(len(q))]
+
+    def run(rows: range) -> None:
+        for r in rows:
+            d, i, sc = _aps_query(index, ffi, lib, views, q[r], float(qn[r]), k, target)
+            out_d[r, :len(d)], out_i[r, :len(i)] = d, i
+            scans[r] = sc
+
+    w = index._width
+    if len(q) == 1 or w <= 1:
+        run(range(len(q)))
+    else:
+        step = math.ceil(len(q) / w)
+        futs = [index._workers[j].submit(run, range(j * step, min(len(q), (j + 1) * step)))
+                for j in range(w) if j * step < len(q)]
+        for f in futs:
+            f.result()
+    for sc in scans:
+        for lv, pids in enumerate(sc):
+            index._levels[lv].tracker.record(pids)
+    return out_d, out_i
+
+
+def nprobe_batch(index: QuakeIndex, q: F32, k: int, nprobe: int) -> tuple[F32, I64]:
+    """Scan the ``nprobe`` nearest level-0 partitions of each query (§6 affinity)."""
+    mod = index._kernel
+    ffi, lib = mod.ffi, mod.lib
+    level = index._levels[0]
+    view = level.view(ffi)
+    n, nl = len(q), len(view.pids)
+    qn = (q * q).sum(1, dtype=np.float32)
+    cd = qn[:, None] - 2.0 * (q @ view.cent.T) + view.cn[None, :]
+    probe = (np.argpartition(cd, nprobe - 1, axis=1)[:, :nprobe] if nprobe < nl
+             else np.broadcast_to(np.arange(nl), (n, nl)))
+    flat = probe.ravel()
+    order = np.argsort(flat, kind="stable")
+    bounds = np.flatnonzero(np.diff(flat[order])) + 1
+    w = max(1, index._width if n * nprobe > 1 else 1)
+    jobs: list[list[tuple[int, NDArray[np.int32]]]] = [[] for _ in range(w)]
+    for seg in np.split(order, bounds):
+        if seg.size:
+            slot = int(flat[seg[0]])
+            rows = np.ascontiguousarray(seg // nprobe, dtype=np.int32)
+            jobs[int(view.pids[slot]) % w].append((slot, rows))
+    bufs = [(np.full((n, k), np.inf, np.float32), np.full((n, k), -1, np.int64),
+             np.zeros(n, np.int32)) for _ in range(w)]
+    qc, qnc = ffi.from_buffer("float[]", q), ffi.from_buffer("float[]", qn)
+
+    def work(j: int) -> None:
+        td, ti, cnt = bufs[j]
+        tdc, tic = ffi.from_buffer("float[]", td), ffi.from_buffer("int64_t[]", ti)
+        cntc = ffi.from_buffer("int32_t[]", cnt)
+        for slot, rows in jobs[j]:
+            lib.qk_scan_batch(qc, qnc, index.d, k, view.parts + slot, len(rows),
+                              ffi.from_buffer("int32_t[]", rows), tdc, tic, cntc)
+
+    if w == 1:
+        work(0)
+    else:
+        futs = [index._workers[j].submit(work, j) for j in range(w) if jobs[j]]
+        for f in futs:
+            f.result()
+    for row in view.pids[probe]:
+        level.tracker.record(row)
+    dist = np.concatenate([b[0] for b in bufs], 1)
+    ids = np.concatenate([b[1] for b in bufs], 1)
+    return merge_topk(dist, ids, k)
