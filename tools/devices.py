@@ -7,7 +7,8 @@ Three parts, each a plain JSON-able dict so ``labrig devices --json`` is one obj
 - the block backends registered with :func:`labrig.drivers.block.available_backends`, each with
   whether it can run here and, if not, why.
 - real devices found in sysfs: NVMe controllers and namespaces (``/sys/class/nvme``,
-  ``/sys/block``), devdax devices (``/sys/bus/dax/devices``), RDMA devices
+  ``/sys/block``) with whether passthrough is usable, other block devices (virtio, SCSI),
+  devdax devices (``/sys/bus/dax/devices``), RDMA devices
   (``/sys/class/infiniband``).  A missing or unreadable sysfs is reported as "none found" with
   the path checked; discovery never raises.
 """
@@ -22,8 +23,8 @@ from typing import Any
 
 from labrig.tools.results import format_table
 
-__all__ = ["EMULATED_KINDS", "EmulatedKind", "device_report", "discover_dax", "discover_nvme",
-           "discover_rdma", "format_device_report"]
+__all__ = ["EMULATED_KINDS", "EmulatedKind", "device_report", "discover_block", "discover_dax",
+           "discover_nvme", "discover_rdma", "format_device_report"]
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,53 @@ def discover_nvme(sys_root: Path = Path("/sys"), dev_root: Path = Path("/dev")) 
             "lba_bytes": _read_int(base / "queue" / "logical_block_size"),
             "block_device": str(dev_root / name),
             "generic_device": str(generic) if _exists(generic) else None,
+            "passthrough": _passthrough(generic) if _exists(generic)
+            else "no /dev/ng node (needs Linux >= 5.13)",
         })
     return {"checked": [str(class_dir), str(block_dir)], "controllers": controllers,
             "namespaces": namespaces}
+
+
+def _passthrough(node: Path) -> str:
+    """"usable" or why NVMe passthrough cannot be used on ``node``."""
+    try:
+        from labrig.drivers.nvmept import passthru_unavailable_reason
+
+        reason = passthru_unavailable_reason(str(node))
+    except Exception as exc:      # discovery never raises
+        reason = f"{type(exc).__name__}: {exc}"
+    return "usable" if reason is None else reason
+
+
+#: Block devices that are not storage a user would benchmark.
+_VIRTUAL_BLOCK = re.compile(r"^(loop|ram|zram|dm-|md|sr|nbd)\d*")
+
+
+def discover_block(sys_root: Path = Path("/sys"), dev_root: Path = Path("/dev")) -> dict[str, Any]:
+    """Block devices other than NVMe namespaces (``/sys/block``: virtio, SCSI/SATA ...).
+
+    Each with model, size, logical block size, whether it is rotational and read-only, and its
+    ``/dev`` node — usable as ``/dev/NAME`` or ``file:/dev/NAME`` device strings.
+    """
+    block_dir = sys_root / "block"
+    devices = []
+    for name in sorted(_listdir(block_dir) or []):
+        if _NVME_NS.match(name) or _VIRTUAL_BLOCK.match(name):
+            continue
+        base = block_dir / name
+        sectors = _read_int(base / "size")
+        if not sectors:
+            continue
+        devices.append({
+            "name": name,
+            "model": _read(base / "device" / "model") or _read(base / "device" / "vendor"),
+            "size_bytes": sectors * 512,
+            "lba_bytes": _read_int(base / "queue" / "logical_block_size"),
+            "rotational": _read_int(base / "queue" / "rotational") == 1,
+            "read_only": _read_int(base / "ro") == 1,
+            "device": str(dev_root / name) if _exists(dev_root / name) else None,
+        })
+    return {"checked": [str(block_dir)], "devices": devices}
 
 
 def discover_dax(sys_root: Path = Path("/sys"), dev_root: Path = Path("/dev")) -> dict[str, Any]:
@@ -219,6 +264,7 @@ def device_report(sys_root: Path = Path("/sys"), dev_root: Path = Path("/dev")) 
         "emulated": [asdict(k) for k in EMULATED_KINDS],
         "backends": _backends(),
         "real": {"nvme": discover_nvme(sys_root, dev_root),
+                 "block": discover_block(sys_root, dev_root),
                  "devdax": discover_dax(sys_root, dev_root),
                  "rdma": discover_rdma(sys_root)},
     }
@@ -254,13 +300,25 @@ def format_device_report(report: dict[str, Any]) -> str:
         rows = [{"namespace": ns["name"], "model": models.get(ns["controller"], "?"),
                  "size": _size(ns["size_bytes"]), "lba": ns["lba_bytes"] or "?",
                  "block device": ns["block_device"],
-                 "passthrough": ns["generic_device"] or "no /dev/ng (needs Linux >= 5.13)"}
+                 "passthrough": (f"{ns['generic_device']} ({ns['passthrough']})"
+                                 if ns["generic_device"] else ns["passthrough"])}
                 for ns in nvme["namespaces"]]
         if rows:
             lines.append(format_table(rows))
         else:
             lines.append(format_table([{"controller": c["name"], "model": c["model"] or "?",
                                         "namespaces": "none"} for c in nvme["controllers"]]))
+    block = real["block"]
+    lines += ["", "Other block devices on this machine"]
+    if not block["devices"]:
+        lines.append(_none_found(block))
+    else:
+        lines.append(format_table([{"name": d["name"], "model": d["model"] or "?",
+                                    "size": _size(d["size_bytes"]), "lba": d["lba_bytes"] or "?",
+                                    "rotational": "yes" if d["rotational"] else "no",
+                                    "ro": "yes" if d["read_only"] else "no",
+                                    "device string": d["device"] or "no /dev node"}
+                                   for d in block["devices"]]))
     for title, key in (("devdax on this machine", "devdax"), ("RDMA on this machine", "rdma")):
         section = real[key]
         lines += ["", title]

@@ -39,6 +39,7 @@ import ctypes.util
 import errno
 import mmap
 import os
+import re
 import stat
 import threading
 import time
@@ -588,5 +589,25 @@ def open_file(ds: DeviceString) -> FileBlockDevice:
                            engine=engine, sqpoll=sq_opt == "1")
 
 
-register_backend("file", "regular file or block device node, thread-pool pread/pwrite "
-                         "(O_DIRECT when the file system allows)", open_file)
+def open_dev(ds: DeviceString) -> Any:
+    """Opener for ``/dev/...`` strings: ``/dev/ngXnY`` is NVMe passthrough
+    (:mod:`labrig.drivers.nvmept`), any other node (``/dev/nvme0n1``, ``/dev/vdb``) a block
+    device served like ``file:`` (same options; ``size`` cannot grow a device)."""
+    path = ds.target
+    if re.match(r"^ng\d+n\d+$", os.path.basename(path)):
+        from labrig.drivers.nvmept import open_passthru
+
+        return open_passthru(path, ds.text, ds.options)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise BackendError(f"cannot open {path}", exc.errno or 0) from exc
+    if not stat.S_ISBLK(mode):
+        raise UsageError(f"{ds.text}: not a block device (use file:{path} for regular files)")
+    return open_file(DeviceString("file", path, ds.options, ds.text))
+
+
+register_backend("file", "regular file or block device node: io_uring (O_DIRECT, fixed "
+                         "buffers) or a pread/pwrite thread pool", open_file)
+register_backend("dev", "/dev/... block device nodes (as file:), /dev/ngXnY NVMe passthrough "
+                        "over io_uring URING_CMD", open_dev)

@@ -35,6 +35,9 @@ int lr_prep(lr_ring *r, int opcode, int fd, int fixed_file, uint64_t addr, uint3
             uint64_t off, int buf_index, uint32_t op_flags, uint64_t user_data);
 int lr_submit(lr_ring *r, unsigned wait_nr);
 int lr_reap(lr_ring *r, uint64_t *user_data, int32_t *res, unsigned max);
+int lr_reap32(lr_ring *r, uint64_t *user_data, int32_t *res, uint64_t *extra, unsigned max);
+int lr_prep_cmd(lr_ring *r, int fd, int fixed_file, uint32_t cmd_op, const uint8_t *cmd,
+                unsigned cmd_len, uint64_t user_data);
 unsigned lr_sq_space(lr_ring *r);
 int lr_probe_opcode(int opcode);
 static const int LR_OP_READ, LR_OP_WRITE, LR_OP_READ_FIXED, LR_OP_WRITE_FIXED, LR_OP_FSYNC,
@@ -69,6 +72,7 @@ typedef struct lr_ring lr_ring;
 struct lr_ring {
     int fd;
     unsigned setup_flags, features;
+    unsigned sqe_shift, cqe_shift;   /* 1 for IORING_SETUP_SQE128 / CQE32 rings */
     unsigned *sq_head, *sq_tail, *sq_mask, *sq_entries, *sq_flags, *sq_array;
     unsigned *cq_head, *cq_tail, *cq_mask, *cq_entries;
     struct io_uring_sqe *sqes;
@@ -114,8 +118,10 @@ int lr_setup(lr_ring *r, unsigned entries, unsigned flags, unsigned sq_thread_id
     r->fd = fd;
     r->setup_flags = flags;
     r->features = p.features;
+    r->sqe_shift = (flags & IORING_SETUP_SQE128) ? 1 : 0;
+    r->cqe_shift = (flags & IORING_SETUP_CQE32) ? 1 : 0;
     r->sq_sz = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    r->cq_sz = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    r->cq_sz = p.cq_off.cqes + ((size_t)p.cq_entries * sizeof(struct io_uring_cqe) << r->cqe_shift);
     if (p.features & IORING_FEAT_SINGLE_MMAP) {
         if (r->cq_sz > r->sq_sz) r->sq_sz = r->cq_sz;
         r->cq_sz = r->sq_sz;
@@ -141,7 +147,7 @@ int lr_setup(lr_ring *r, unsigned entries, unsigned flags, unsigned sq_thread_id
     r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
     r->cq_entries = (unsigned *)(cq + p.cq_off.ring_entries);
     r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
-    r->sqes_sz = p.sq_entries * sizeof(struct io_uring_sqe);
+    r->sqes_sz = (size_t)p.sq_entries * sizeof(struct io_uring_sqe) << r->sqe_shift;
     r->sqes = (struct io_uring_sqe *)mmap(NULL, r->sqes_sz, PROT_READ | PROT_WRITE,
                                           MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
     if (r->sqes == MAP_FAILED) return -errno;
@@ -186,8 +192,8 @@ int lr_prep(lr_ring *r, int opcode, int fd, int fixed_file, uint64_t addr, uint3
             uint64_t off, int buf_index, uint32_t op_flags, uint64_t user_data) {
     if (lr_sq_space(r) == 0) return -EBUSY;
     unsigned idx = r->local_tail & *r->sq_mask;
-    struct io_uring_sqe *sqe = &r->sqes[idx];
-    memset(sqe, 0, sizeof(*sqe));
+    struct io_uring_sqe *sqe = &r->sqes[idx << r->sqe_shift];
+    memset(sqe, 0, sizeof(*sqe) << r->sqe_shift);
     sqe->opcode = (uint8_t)opcode;
     sqe->fd = fd;
     if (fixed_file) sqe->flags |= IOSQE_FIXED_FILE;
@@ -235,13 +241,51 @@ int lr_reap(lr_ring *r, uint64_t *user_data, int32_t *res, unsigned max) {
     unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     unsigned mask = *r->cq_mask, n = 0;
     while (head != tail && n < max) {
-        struct io_uring_cqe *c = &r->cqes[head & mask];
+        struct io_uring_cqe *c = &r->cqes[(head & mask) << r->cqe_shift];
         user_data[n] = c->user_data;
         res[n] = c->res;
         head++; n++;
     }
     __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
     return (int)n;
+}
+
+/* lr_reap for CQE32 rings: also copies big_cqe[0] (for NVMe passthrough: completion DW0). */
+int lr_reap32(lr_ring *r, uint64_t *user_data, int32_t *res, uint64_t *extra, unsigned max) {
+    unsigned head = *r->cq_head;
+    unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+    unsigned mask = *r->cq_mask, n = 0;
+    while (head != tail && n < max) {
+        struct io_uring_cqe *c = &r->cqes[(head & mask) << r->cqe_shift];
+        user_data[n] = c->user_data;
+        res[n] = c->res;
+        extra[n] = r->cqe_shift ? c->big_cqe[0] : 0;
+        head++; n++;
+    }
+    __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+    return (int)n;
+}
+
+/* An IORING_OP_URING_CMD SQE on an SQE128 ring: cmd_op (e.g. NVME_URING_CMD_IO) and up to 80
+   bytes of command (struct nvme_uring_cmd) in the SQE's cmd area. */
+int lr_prep_cmd(lr_ring *r, int fd, int fixed_file, uint32_t cmd_op, const uint8_t *cmd,
+                unsigned cmd_len, uint64_t user_data) {
+    if (!r->sqe_shift) return -EINVAL;
+    if (cmd_len > 80) return -E2BIG;
+    if (lr_sq_space(r) == 0) return -EBUSY;
+    unsigned idx = r->local_tail & *r->sq_mask;
+    struct io_uring_sqe *sqe = &r->sqes[idx << 1];
+    memset(sqe, 0, 2 * sizeof(*sqe));
+    sqe->opcode = IORING_OP_URING_CMD;
+    sqe->fd = fd;
+    if (fixed_file) sqe->flags |= IOSQE_FIXED_FILE;
+    sqe->cmd_op = cmd_op;
+    sqe->user_data = user_data;
+    memcpy(sqe->cmd, cmd, cmd_len);
+    r->sq_array[idx] = idx;
+    r->local_tail++;
+    r->pending++;
+    return 0;
 }
 
 /* 1 if the running kernel supports opcode (IORING_REGISTER_PROBE), 0 if not, -errno. */

@@ -7,6 +7,7 @@ from pathlib import Path
 from labrig.tools.devices import (
     EMULATED_KINDS,
     device_report,
+    discover_block,
     discover_dax,
     discover_nvme,
     discover_rdma,
@@ -51,6 +52,20 @@ def test_nvme_found(tmp_path: Path) -> None:
     assert ns1["generic_device"] == str(dev_root / "ng0n1")
     assert ns2["lba_bytes"] == 512
     assert ns2["generic_device"] is None
+    assert "not a character device" in ns1["passthrough"]      # the fake node is a file
+    assert "no /dev/ng node" in ns2["passthrough"]
+
+
+def test_other_block_devices_found_and_virtual_ones_skipped(tmp_path: Path) -> None:
+    sys_root, dev_root = _fake_machine(tmp_path)
+    _write(sys_root / "block" / "sda" / "device" / "model", "QEMU HARDDISK")
+    _write(sys_root / "block" / "sda" / "queue" / "rotational", "1")
+    _write(sys_root / "block" / "loop0" / "size", "2048")
+    _write(dev_root / "sda", "")
+    (sda,) = discover_block(sys_root, dev_root)["devices"]
+    assert sda == {"name": "sda", "model": "QEMU HARDDISK", "size_bytes": 100 * 512,
+                   "lba_bytes": None, "rotational": True, "read_only": False,
+                   "device": str(dev_root / "sda")}
 
 
 def test_dax_and_rdma_found(tmp_path: Path) -> None:
@@ -75,7 +90,7 @@ def test_absent_sysfs_reports_none_found_with_path(tmp_path: Path) -> None:
     report = device_report(tmp_path / "nosys", tmp_path / "nodev")
     assert report["real"]["nvme"]["namespaces"] == []
     text = format_device_report(report)
-    assert text.count("none found") == 3
+    assert text.count("none found") == 4
     assert str(tmp_path / "nosys" / "class" / "infiniband") in text
     assert [k["kind"] for k in report["emulated"]] == [k.kind for k in EMULATED_KINDS]
 
