@@ -14,7 +14,9 @@ route.  Two forwarding rules keep routes physical:
   a GPU does not forward packets for others -- relaying through a GPU, as FuseLink does, is a
   store-and-forward the runtime models explicitly with two transfers);
 - a NIC forwards only between its host side (PCIe) and its network side (cables to switches or
-  other NICs), never network-to-network or host-to-host: an RDMA NIC is no router.
+  other NICs), never network-to-network or host-to-host: an RDMA NIC is no router;
+- a route crosses the network at most once (it cannot come back out of one server's PCIe tree
+  onto the network: that would be a relay through a server, which again the caller models).
 
 Link names are ``"<src>-><dst>"`` (e.g. ``"s0.nic2->tor0"``); node names follow the preset
 convention ``"s0.gpu3"``, ``"s0.nic2"``, ``"s0.cpu"``, ``"s0.pcie1"``, ``"s0.nvsw"``,
@@ -50,6 +52,8 @@ class NodeKind(StrEnum):
 
 #: Kinds that sit on the network side of a NIC: a link touching one of these is a network link.
 _NETWORK_KINDS = frozenset({NodeKind.SWITCH})
+#: Route phases of :meth:`Topology.path`: before, on and after the (single) network crossing.
+_BEFORE_NET, _ON_NET, _AFTER_NET = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -314,6 +318,33 @@ class Topology:
             raise UsageError(f"no {NodeKind(kind).value} reachable from {node!r} on its server")
         return best[3]
 
+    def pair_nearest(self, server: int, kind: NodeKind | str, to_kind: NodeKind | str
+                     ) -> dict[str, str]:
+        """Bind every ``kind`` node of ``server`` to a nearest ``to_kind`` node, spreading ties:
+        in natural order each takes the closest one not yet taken (any closest one when all are
+        taken).  On a DGX A100, ``pair_nearest(0, "gpu", "nic")`` maps ``s0.gpu1`` to
+        ``s0.nic1`` although ``s0.nic0`` is as close -- the static GPU-NIC binding NCCL uses and
+        FuseLink's baseline assumes."""
+        targets = self.nodes_of(to_kind, server)
+        taken: set[str] = set()
+        out: dict[str, str] = {}
+        for node in self.nodes_of(kind, server):
+            scored = []
+            for t in targets:
+                try:
+                    p = self.path(node, t)
+                except UsageError:
+                    continue
+                scored.append((len(p), self.path_latency_ns(p), t in taken, p, t))
+            if not scored:
+                raise UsageError(f"no {NodeKind(to_kind).value} reachable from {node!r}")
+            # distance first; among equally near targets prefer a free one
+            best_d = min(s[:2] for s in scored)
+            choice = min(s for s in scored if s[:2] == best_d)[4]
+            taken.add(choice)
+            out[node] = choice
+        return out
+
     def check_path(self, src: str, dst: str, path: Sequence[str]) -> tuple[str, ...]:
         """Validate an explicit route: known links, chained end to start, from ``src`` to
         ``dst``.  Returns it as a tuple; raises UsageError naming the first problem."""
@@ -334,35 +365,42 @@ class Topology:
         self.node(dst)
         if src == dst:
             return ()
-        # Dijkstra over states (node, arrived on a network link?); cost = (hops, latency,
-        # link names) compared lexicographically, which is additive in each component.
-        start = (src, False)
-        heap: list[tuple[int, int, tuple[str, ...], str, bool]] = [(0, 0, (), src, False)]
-        done: set[tuple[str, bool]] = set()
-        best: dict[tuple[str, bool], tuple[int, int, tuple[str, ...]]] = {start: (0, 0, ())}
+        # Dijkstra over states (node, phase); phase 0: not yet on the network, 1: on it,
+        # 2: left it -- a route crosses the network at most once (relaying through a server
+        # is the caller's business).  Cost = (hops, latency, link names), compared
+        # lexicographically; each component is additive along a route.
         nodes = self.nodes
+        phase0 = _ON_NET if nodes[src].kind in _NETWORK_KINDS else _BEFORE_NET
+        heap: list[tuple[int, int, tuple[str, ...], str, int]] = [(0, 0, (), src, phase0)]
+        done: set[tuple[str, int]] = set()
+        best: dict[tuple[str, int], tuple[int, int, tuple[str, ...]]] = {(src, phase0): (0, 0, ())}
         while heap:
-            hops, lat, names, at, via_net = heapq.heappop(heap)
-            state = (at, via_net)
-            if state in done:
+            hops, lat, names, at, phase = heapq.heappop(heap)
+            if (at, phase) in done:
                 continue
-            done.add(state)
+            done.add((at, phase))
             if at == dst:
                 return names
             kind = nodes[at].kind
             if at != src and kind is NodeKind.GPU:
                 continue                                  # GPUs do not forward
             for ln in self._out[at]:
-                if at != src and kind is NodeKind.NIC and ln.network == via_net:
+                if ln.network:
+                    if phase == _AFTER_NET:
+                        continue                          # no second network crossing
+                    nxt_phase = _ON_NET
+                else:
+                    nxt_phase = _AFTER_NET if phase == _ON_NET else phase
+                if at != src and kind is NodeKind.NIC and ln.network == (phase == _ON_NET):
                     continue                              # NIC: host side <-> network side only
-                nxt = (ln.dst, ln.network)
+                nxt = (ln.dst, nxt_phase)
                 if nxt in done:
                     continue
                 cost = (hops + 1, lat + ln.latency_ns, (*names, ln.name))
                 old = best.get(nxt)
                 if old is None or cost < old:
                     best[nxt] = cost
-                    heapq.heappush(heap, (*cost, ln.dst, ln.network))
+                    heapq.heappush(heap, (*cost, ln.dst, nxt_phase))
         raise UsageError(f"no route from {src!r} to {dst!r} (disconnected, or only through "
                          "nodes that do not forward)")
 

@@ -15,6 +15,7 @@ __all__ = ["BENCH_MODULES", "Bench", "bench", "get_bench", "list_benches"]
 BENCH_MODULES = [
     "labrig.tools.bench.nvme",
     "labrig.tools.bench.cxl",
+    "labrig.tools.bench.fabric",
     "labrig.tools.bench.blockdev",
 ]
 
