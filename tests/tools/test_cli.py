@@ -81,7 +81,7 @@ def test_devices_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert any(k["device"] == "emu:nvme" for k in report["emulated"])
     emu = [b for b in report["backends"] if b["scheme"] == "emu"]
     assert emu and emu[0]["available"] is True and emu[0]["reason"] is None
-    assert set(report["real"]) == {"nvme", "devdax", "rdma"}
+    assert set(report["real"]) == {"nvme", "block", "devdax", "rdma"}
     for section in report["real"].values():
         assert section["checked"]
 

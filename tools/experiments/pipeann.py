@@ -53,7 +53,7 @@ QUICK = dict(n=100_000, nq=200, d=128, Ls=(10, 15, 20, 30, 40, 60, 80, 120))
 FULL = dict(n=1_000_000, nq=1000, d=128, Ls=(10, 15, 20, 25, 30, 40, 50, 60, 80, 120, 200))
 SOURCE = ("PipeANN OSDI'25 abstract (1.14-2.02x in-memory Vamana latency; 35.0% of DiskANN's "
           "at billion scale); shared/research/nvme_pipeann.md §1.6")
-_OPTIONS = ("n", "nq", "L")
+_OPTIONS = ("n", "nq", "L", "peer")
 
 
 def _options(ctx: RunContext) -> dict[str, Any]:
@@ -70,6 +70,10 @@ def _options(ctx: RunContext) -> dict[str, Any]:
                 raise UsageError(f"pipeann: --set {key}={ctx.options[key]!r}: {exc}") from None
             if cfg[key] < 100 if key == "n" else cfg[key] < 1:
                 raise UsageError(f"pipeann: --set {key}={cfg[key]} is too small")
+    peer = ctx.options.get("peer", "")
+    if peer not in ("", "diskannpy"):
+        raise UsageError(f"pipeann: --set peer={peer!r}: the only peer is 'diskannpy'")
+    cfg["peer"] = peer
     if "L" in ctx.options:
         try:
             cfg["Ls"] = tuple(sorted({int(v) for v in ctx.options["L"].split(",")}))
@@ -173,6 +177,8 @@ def run(ctx: RunContext) -> ExperimentResult:
                 row["max_W_mean"] = float(r.column("max_width").mean())
                 res.rows.append(row)
                 bar.update(1, f"pipeann L={L}")
+    if cfg["peer"] == "diskannpy":
+        _diskannpy_rows(ctx, res, base, queries, gt, cfg)
     _headlines(res)
     _plot(ctx, res, name)
     clock = ("virtual time: emu:nvme timing + HostCost compute model" if emulated
@@ -187,6 +193,22 @@ def run(ctx: RunContext) -> ExperimentResult:
                          "round trips; at this scale fewer hops separate the two")
     res.wall_s = time.monotonic() - t_start
     return res
+
+
+def _diskannpy_rows(ctx: RunContext, res: ExperimentResult, base, queries, gt,
+                    cfg: dict[str, Any]) -> None:
+    """diskannpy building and searching the same data at the same R/L/W, in wall time."""
+    from labrig.tools.experiments._diskannpy_peer import peer_python, run_diskannpy
+
+    py = peer_python(create=True)
+    out = run_diskannpy(py, ctx.out_dir / "diskannpy-work", base, queries, gt, R=BUILD_R,
+                        L_build=BUILD_L, Ls=cfg["Ls"], W=DISKANN_W, pq_bytes=PQ_BYTES)
+    for row in out["rows"]:
+        res.rows.append(_summary("diskannpy", row["L"], DISKANN_W, row["recall"],
+                                 np.array(row["lat_ns"], dtype=np.float64)))
+    res.notes.append(f"diskannpy 0.7.0 (own venv, numpy 1.26): build {out['build_s']:.1f} s; "
+                     "its latencies are wall time on this machine's disk, comparable with ours "
+                     "when --device ssd=file:... is used")
 
 
 def _memory_row(graph, base, queries, gt, L: int, cost: HostCost,
@@ -228,8 +250,10 @@ def _headlines(res: ExperimentResult) -> None:
 
 def _plot(ctx: RunContext, res: ExperimentResult, name: str) -> None:
     series = {}
-    for system in ("in-memory", "diskann", "pipeann"):
+    for system in ("in-memory", "diskann", "pipeann", "diskannpy"):
         rows = [r for r in res.rows if r["system"] == system]
+        if not rows:
+            continue
         series[system] = ([r[f"recall@{K}"] for r in rows], [r["mean_us"] for r in rows])
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     png = line_plot(ctx.out_dir / "pipeann_latency_recall.png", series,
