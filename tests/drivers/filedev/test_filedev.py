@@ -184,3 +184,23 @@ def test_direct_refused_by_the_file_system() -> None:
             open_block_device(f"file:{probe}?size=64K&direct=1")
     finally:
         probe.unlink(missing_ok=True)
+
+
+def test_without_io_uring_auto_falls_back_with_one_warning(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from labrig.drivers.filedev._device import UringFallbackWarning
+    from labrig.drivers.uring import qpair as uq
+    from labrig.errors import BackendUnavailable
+
+    monkeypatch.setattr(uq, "uring_unavailable_reason",
+                        lambda: "io_uring is disabled (sysctl kernel.io_uring_disabled=2)")
+    with pytest.warns(UringFallbackWarning, match="io_uring_disabled=2.*thread-pool") as rec:
+        dev = open_block_device(f"file:{tmp_path / 'f.img'}?size=64K")
+    assert len(rec) == 1
+    with dev:
+        assert dev.engine == "threads"
+        qp = dev.qpair(2)
+        buf = dev.alloc_buffer(BS)
+        qp.wait(qp.write(buf, 0, 1))
+    with pytest.raises(BackendUnavailable, match="io_uring_disabled"):
+        open_block_device(f"file:{tmp_path / 'f.img'}?engine=uring")
