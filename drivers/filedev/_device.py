@@ -121,6 +121,25 @@ class FileBuffer:
         self.free()
 
 
+def _block_device_read_only(path: str) -> bool:
+    """The kernel's read-only flag of a block device (BLKROGET, <linux/fs.h>)."""
+    import fcntl
+    import struct
+
+    BLKROGET = 0x125E   # _IO(0x12, 94)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        out = fcntl.ioctl(fd, BLKROGET, b"\0" * 4)
+        return struct.unpack("i", out)[0] != 0
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _punch_hole(fd: int, offset: int, length: int) -> bool:
     """Deallocate a byte range; False when the file system cannot punch holes."""
     if _fallocate is None:
@@ -180,6 +199,48 @@ class QPairChecks:
     def _range_error(self, lba: int, nblocks: int) -> OSError:
         return _OutOfRange(errno.ERANGE, f"lba {lba}+{nblocks} beyond {self.dev.num_blocks} "
                                          "blocks")
+
+
+    def _rw(self, kind: str, buf: Any, lba: Any, nblocks: Any, buf_offset: Any, fua: bool,
+            callback: Callable[[IoRequest], Any] | None, context: Any) -> IoRequest:
+        raise TypeError(f"{type(self).__name__} must define _rw")
+
+    def _dealloc(self, kind: str, lba: Any, nblocks: Any,
+                 callback: Callable[[IoRequest], Any] | None, context: Any) -> IoRequest:
+        raise TypeError(f"{type(self).__name__} must define _dealloc")
+
+    def close(self) -> None:
+        raise TypeError(f"{type(self).__name__} must define close")
+
+    def read(self, buf: Any, lba: int, nblocks: int, *, buf_offset: int = 0,
+             callback: Callable[[IoRequest], Any] | None = None,
+             context: Any = None) -> IoRequest:
+        """Read ``nblocks`` blocks at ``lba`` into ``buf`` at ``buf_offset`` bytes."""
+        return self._rw(IoKind.READ, buf, lba, nblocks, buf_offset, False, callback, context)
+
+    def write(self, buf: Any, lba: int, nblocks: int, *, buf_offset: int = 0, fua: bool = False,
+              callback: Callable[[IoRequest], Any] | None = None,
+              context: Any = None) -> IoRequest:
+        """Write ``nblocks`` blocks from ``buf``; ``fua`` makes it durable before completing."""
+        return self._rw(IoKind.WRITE, buf, lba, nblocks, buf_offset, fua, callback, context)
+
+    def trim(self, lba: int, nblocks: int, *,
+             callback: Callable[[IoRequest], Any] | None = None,
+             context: Any = None) -> IoRequest:
+        """Deallocate the range; it then reads as zeros (NVMe DLFEAT=001b semantics)."""
+        return self._dealloc(IoKind.TRIM, lba, nblocks, callback, context)
+
+    def write_zeroes(self, lba: int, nblocks: int, *,
+                     callback: Callable[[IoRequest], Any] | None = None,
+                     context: Any = None) -> IoRequest:
+        """Zero the range (deallocating it where the device or file system can)."""
+        return self._dealloc(IoKind.WRITE_ZEROES, lba, nblocks, callback, context)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class FileQPair(QPairChecks):
@@ -268,18 +329,6 @@ class FileQPair(QPairChecks):
             raise exc
         return work
 
-    def read(self, buf: Any, lba: int, nblocks: int, *, buf_offset: int = 0,
-             callback: Callable[[IoRequest], Any] | None = None,
-             context: Any = None) -> IoRequest:
-        """Read ``nblocks`` blocks at ``lba`` into ``buf`` at ``buf_offset`` bytes."""
-        return self._rw(IoKind.READ, buf, lba, nblocks, buf_offset, False, callback, context)
-
-    def write(self, buf: Any, lba: int, nblocks: int, *, buf_offset: int = 0, fua: bool = False,
-              callback: Callable[[IoRequest], Any] | None = None,
-              context: Any = None) -> IoRequest:
-        """Write ``nblocks`` blocks from ``buf``; ``fua`` makes it durable before completing."""
-        return self._rw(IoKind.WRITE, buf, lba, nblocks, buf_offset, fua, callback, context)
-
     def flush(self, *, callback: Callable[[IoRequest], Any] | None = None,
               context: Any = None) -> IoRequest:
         """``fdatasync``: every completed write becomes durable."""
@@ -300,18 +349,6 @@ class FileQPair(QPairChecks):
                 zeros = dev.zero_block * int(nblocks)
                 os.pwrite(dev.fd, zeros, off)
         return self._submit(req, work)
-
-    def trim(self, lba: int, nblocks: int, *,
-             callback: Callable[[IoRequest], Any] | None = None,
-             context: Any = None) -> IoRequest:
-        """Deallocate (punch a hole); the range then reads as zeros."""
-        return self._dealloc(IoKind.TRIM, lba, nblocks, callback, context)
-
-    def write_zeroes(self, lba: int, nblocks: int, *,
-                     callback: Callable[[IoRequest], Any] | None = None,
-                     context: Any = None) -> IoRequest:
-        """Zero the range (deallocating it where the file system can)."""
-        return self._dealloc(IoKind.WRITE_ZEROES, lba, nblocks, callback, context)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -390,14 +427,57 @@ class FileQPair(QPairChecks):
         self._pool.shutdown(wait=True)
         self._closed = True
 
-    def __enter__(self) -> FileQPair:
+class HostBlockDevice:
+    """What every real-device backend shares: wall clock, page-aligned buffers, closing.
+
+    Subclasses set ``fd``, ``block_size`` and ``_qpairs`` and open queue pairs.
+    """
+
+    fd: int
+    block_size: int
+    _qpairs: list[Any]
+    _buffers: weakref.WeakSet[FileBuffer]
+
+    def clock(self) -> int:
+        """Monotonic wall-clock nanoseconds."""
+        return time.monotonic_ns()
+
+    def spend(self, ns: int) -> None:
+        """Nothing to do: host work on a real device already took real time."""
+
+    def alloc_buffer(self, nbytes: int) -> FileBuffer:
+        """Zeroed, page-aligned buffer of ``nbytes`` rounded up to the block size."""
+        if not isinstance(nbytes, int) or nbytes <= 0:
+            raise UsageError(f"nbytes={nbytes!r}: must be a positive integer")
+        bs = self.block_size
+        buf = FileBuffer(-(-nbytes // bs) * bs)
+        self._buffers.add(buf)
+        return buf
+
+    def live_buffers(self) -> list[FileBuffer]:
+        """Buffers allocated here and not yet freed, oldest first (the io_uring engine
+        registers them with its rings)."""
+        return sorted((b for b in self._buffers if b.nbytes > 0 and b._mm is not None),
+                      key=lambda b: b.serial)
+
+    def close(self) -> None:
+        """Close queue pairs first, then the file.  Idempotent."""
+        if self.fd < 0:
+            return
+        for qp in self._qpairs:
+            qp.close()
+        os.close(self.fd)
+        self.fd = -1
+
+    def __enter__(self) -> Any:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class FileBlockDevice:
+
+class FileBlockDevice(HostBlockDevice):
     """A file or block device node as a :class:`~labrig.drivers.block.BlockDevice`."""
 
     def __init__(self, path: str, *, size: int | None = None, lba_bytes: int = 4096,
@@ -424,6 +504,9 @@ class FileBlockDevice:
             st = os.fstat(self.fd)
             if stat.S_ISBLK(st.st_mode):
                 total = os.lseek(self.fd, 0, os.SEEK_END)
+                if size is not None and size > total:
+                    raise UsageError(f"{path}: the device holds {total} bytes, size={size} "
+                                     "requested (a block device cannot grow)")
             else:
                 total = st.st_size
                 if size is not None and total < size:
@@ -447,7 +530,12 @@ class FileBlockDevice:
         exists = os.path.exists(path)
         if not exists and (size is None or read_only):
             raise UsageError(f"{path}: no such file (pass size=... to create it)")
+        is_blk = exists and stat.S_ISBLK(os.stat(path).st_mode)
+        if is_blk and not read_only and _block_device_read_only(path):
+            raise UsageError(f"{path}: the block device is read-only (pass ro=1)")
         flags = (os.O_RDONLY if read_only else os.O_RDWR) | (0 if exists else os.O_CREAT)
+        if is_blk and not read_only:
+            flags |= os.O_EXCL      # block devices: EBUSY if mounted or opened exclusively
         want_direct = direct is not False
         for attempt_direct in ((True, False) if want_direct else (False,)):
             f = flags | (os.O_DIRECT if attempt_direct else 0)
@@ -466,30 +554,11 @@ class FileBlockDevice:
                     warnings.warn(f"{path}: O_DIRECT not supported by the file system; "
                                   "running buffered", DirectIoFallbackWarning, stacklevel=3)
                     continue
+                if exc.errno == errno.EBUSY:
+                    raise BackendError(f"{path}: device busy (mounted, or open exclusively "
+                                       "by another program)", exc.errno) from exc
                 raise BackendError(f"cannot open {path}", exc.errno or 0) from exc
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def clock(self) -> int:
-        """Monotonic wall-clock nanoseconds."""
-        return time.monotonic_ns()
-
-    def spend(self, ns: int) -> None:
-        """Nothing to do: host work on a real device already took real time."""
-
-    def alloc_buffer(self, nbytes: int) -> FileBuffer:
-        """Zeroed, page-aligned buffer of ``nbytes`` rounded up to the block size."""
-        if not isinstance(nbytes, int) or nbytes <= 0:
-            raise UsageError(f"nbytes={nbytes!r}: must be a positive integer")
-        bs = self.block_size
-        buf = FileBuffer(-(-nbytes // bs) * bs)
-        self._buffers.add(buf)
-        return buf
-
-    def live_buffers(self) -> list[FileBuffer]:
-        """Buffers allocated here and not yet freed, oldest first (the io_uring engine
-        registers them with its rings)."""
-        return sorted((b for b in self._buffers if b.nbytes > 0 and b._mm is not None),
-                      key=lambda b: b.serial)
 
     def qpair(self, depth: int | None = None) -> FileQPair:
         """A queue pair with ``depth`` requests in flight (default 32)."""
@@ -507,21 +576,6 @@ class FileBlockDevice:
             qp = FileQPair(self, depth, self.workers or min(depth, MAX_WORKERS))
         self._qpairs.append(qp)
         return qp
-
-    def close(self) -> None:
-        """Close queue pairs first, then the file.  Idempotent."""
-        if self.fd < 0:
-            return
-        for qp in self._qpairs:
-            qp.close()
-        os.close(self.fd)
-        self.fd = -1
-
-    def __enter__(self) -> FileBlockDevice:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"FileBlockDevice({self.path!r}, block_size={self.block_size}, "

@@ -22,13 +22,13 @@ import fcntl
 import os
 import re
 import stat
-import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from labrig.drivers.block import IoKind, IoRequest
-from labrig.drivers.filedev._device import STATUS_LBA_OUT_OF_RANGE, FileBuffer
+from labrig.drivers.filedev._device import STATUS_LBA_OUT_OF_RANGE, FileBuffer, HostBlockDevice
 from labrig.drivers.nvme import commands as nvme
 from labrig.drivers.nvme.commands import NvmeCommand
 from labrig.drivers.nvme.errors import NvmeCommandError
@@ -85,7 +85,7 @@ def geometry(node: str, sys_root: Path = Path("/sys")) -> dict[str, int]:
             "max_transfer_blocks": max(1, min(max_kb * 1024 // lba, MAX_NLB))}
 
 
-class NvmePassthruDevice:
+class NvmePassthruDevice(HostBlockDevice):
     """A :class:`~labrig.drivers.block.BlockDevice` on ``/dev/ngXnY``."""
 
     direct = True           # buffers and offsets obey O_DIRECT-style alignment
@@ -128,20 +128,8 @@ class NvmePassthruDevice:
         self.max_queue_depth = MAX_QUEUE_DEPTH
         self.default_depth = qd or DEFAULT_DEPTH
         self.zero_block = bytes(self.block_size)
-        self._qpairs: list[PassthruQPair] = []
-
-    def clock(self) -> int:
-        """Monotonic wall-clock nanoseconds."""
-        return time.monotonic_ns()
-
-    def spend(self, ns: int) -> None:
-        """Nothing to do: host work on a real device already took real time."""
-
-    def alloc_buffer(self, nbytes: int) -> FileBuffer:
-        """Zeroed, page-aligned buffer of ``nbytes`` rounded up to the block size."""
-        if not isinstance(nbytes, int) or nbytes <= 0:
-            raise UsageError(f"nbytes={nbytes!r}: must be a positive integer")
-        return FileBuffer(-(-nbytes // self.block_size) * self.block_size)
+        self._qpairs: list[Any] = []
+        self._buffers = weakref.WeakSet()
 
     def live_buffers(self) -> list[FileBuffer]:
         """No fixed buffers: URING_CMD takes plain user addresses."""
@@ -157,19 +145,6 @@ class NvmePassthruDevice:
         self._qpairs.append(qp)
         return qp
 
-    def close(self) -> None:
-        if self.fd < 0:
-            return
-        for qp in self._qpairs:
-            qp.close()
-        os.close(self.fd)
-        self.fd = -1
-
-    def __enter__(self) -> NvmePassthruDevice:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class PassthruQPair(UringQPair):
@@ -208,10 +183,13 @@ class PassthruQPair(UringQPair):
                  callback: Callable[[IoRequest], Any] | None, context: Any) -> IoRequest:
         lba, nblocks = int(lba), int(nblocks)
         req = IoRequest(kind, lba, nblocks, callback, context)
-        if not self._check_range(lba, nblocks) or nblocks > MAX_NLB:
+        if not self._check_range(lba, nblocks):
             return self._fail_early(req, STATUS_LBA_OUT_OF_RANGE,
                                     self._range_error(lba, nblocks))
         if kind == IoKind.WRITE_ZEROES:
+            if nblocks > MAX_NLB:    # NLB is 16 bits; DSM ranges (below) are 32 bits
+                raise UsageError(f"write_zeroes nblocks={nblocks}: at most {MAX_NLB} per "
+                                 "command (NVM Command Set 1.0, 3.2.8)")
             return self._cmd(req, nvme.write_zeroes(self.dev.nsid, lba, nblocks,
                                                     deallocate=True))
         ranges = nvme.dsm_range_bytes([(lba, nblocks)])

@@ -29,6 +29,7 @@ import collections
 import errno
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,10 @@ __all__ = ["SQPOLL_IDLE_MS", "UringQPair"]
 
 #: How long the SQPOLL kernel thread spins before sleeping (io_uring_setup(2) sq_thread_idle).
 SQPOLL_IDLE_MS = 50
+#: The kernel's limit on registered buffers per ring (IORING_MAX_REG_BUFFERS).
+MAX_REGISTERED_BUFFERS = 16384
+#: Entries of the buffer-address cache before dead ones are swept.
+ADDR_CACHE_LIMIT = 4096
 _PUNCH = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 _NO_HOLES = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
@@ -110,12 +115,13 @@ class UringQPair(QPairChecks):
         self._outstanding = 0
         self._unsubmitted = 0
         self._batching = 0
-        self._addrs: dict[int, tuple[Any, int, int]] = {}   # id(buffer) -> (buffer, addr, size)
-        #: id(buffer) -> (buffer, addr, size, buf_index) of registered buffers: the read fast path
-        self._fast: dict[int, tuple[Any, int, int, int]] = {}
+        #: id(buffer) -> (weakref, addr, size); weak so that a dropped buffer is really freed
+        self._addrs: dict[int, tuple[weakref.ref[Any], int, int]] = {}
+        #: id(buffer) -> (weakref, addr, size, buf_index) of registered buffers: the read fast path
+        self._fast: dict[int, tuple[weakref.ref[Any], int, int, int]] = {}
         self._bs = dev.block_size
         self._op_read_fixed = self._lib.LR_OP_READ_FIXED
-        self._registered: list[Any] = []          # buffers in registration order
+        self._registered: list[weakref.ref[Any]] = []   # buffers in registration order
         self._reg_index: dict[int, int] = {}      # id(buffer) -> buf_index
         self.fixed_buffers_reason: str | None = None
         self._closed = False
@@ -126,7 +132,7 @@ class UringQPair(QPairChecks):
     def _register_buffers(self) -> None:
         """(Re-)register every live buffer of the device; only while nothing is in flight."""
         lib, ffi = self._lib, self._ffi
-        live = [b for b in self.dev.live_buffers() if b.nbytes > 0]
+        live = [b for b in self.dev.live_buffers() if b.nbytes > 0][:MAX_REGISTERED_BUFFERS]
         if self._registered:
             lib.lr_unregister_buffers(self._ring)
         self._registered, self._reg_index = [], {}
@@ -140,12 +146,12 @@ class UringQPair(QPairChecks):
             self.fixed_buffers_reason = f"IORING_REGISTER_BUFFERS: {os.strerror(-rc)}"
             return
         self.fixed_buffers_reason = None
-        self._registered = live
+        self._registered = [weakref.ref(b) for b in live]     # never keep a buffer alive
         self._reg_index = {id(b): i for i, b in enumerate(live)}
 
     def _buf_index(self, buf: Any) -> int:
         idx = self._reg_index.get(id(buf))
-        if idx is not None and self._registered[idx] is buf and buf.nbytes > 0:
+        if idx is not None and self._registered[idx]() is buf and buf.view.size:
             return idx
         if self._inflight == 0 and self._unsubmitted == 0 and self.fixed_buffers_reason is None:
             self._register_buffers()
@@ -209,9 +215,7 @@ class UringQPair(QPairChecks):
         if kind == IoKind.READ:
             op = lib.LR_OP_READ_FIXED if idx >= 0 else lib.LR_OP_READ
             flags = 0
-        else:
-            if self.dev.read_only:
-                return self._fail_early(req, "EBADF", OSError(errno.EBADF, "device is read-only"))
+        else:             # on a read-only descriptor the kernel answers EBADF, as for pwrite
             op = lib.LR_OP_WRITE_FIXED if idx >= 0 else lib.LR_OP_WRITE
             flags = lib.LR_RWF_DSYNC if fua else 0
         nbytes = nblocks * bs
@@ -221,9 +225,11 @@ class UringQPair(QPairChecks):
         """Bus (virtual) address of ``buf[buf_offset:]`` after the shared buffer checks; the
         buffer's base address is cached, so the hot path does no numpy work."""
         hit = self._addrs.get(id(buf))
-        if hit is None or hit[0] is not buf or buf.nbytes != hit[2] or buf.view.size == 0:
+        if hit is None or hit[0]() is not buf or buf.nbytes != hit[2] or buf.view.size == 0:
             self._check_buf(buf, buf_offset, nbytes)
-            hit = (buf, buf.view.ctypes.data, buf.nbytes)
+            if len(self._addrs) > ADDR_CACHE_LIMIT:
+                self._addrs = {k: v for k, v in self._addrs.items() if v[0]() is not None}
+            hit = (weakref.ref(buf), buf.view.ctypes.data, buf.nbytes)
             self._addrs[id(buf)] = hit
         elif buf_offset < 0 or buf_offset + nbytes > hit[2] or (
                 self.dev.direct and buf_offset % DIRECT_ALIGN):
@@ -244,7 +250,7 @@ class UringQPair(QPairChecks):
              context: Any = None) -> IoRequest:
         """Read ``nblocks`` blocks at ``lba`` into ``buf`` at ``buf_offset`` bytes."""
         hit = self._fast.get(id(buf))
-        if (hit is not None and hit[0] is buf and type(lba) is int and type(nblocks) is int
+        if (hit is not None and hit[0]() is buf and type(lba) is int and type(nblocks) is int
                 and type(buf_offset) is int and self._inflight < self.depth
                 and 0 < nblocks <= self.dev.max_transfer_blocks and 0 <= lba
                 and lba + nblocks <= self.dev.num_blocks and buf_offset >= 0
@@ -262,22 +268,14 @@ class UringQPair(QPairChecks):
             return req
         req = self._rw(IoKind.READ, buf, lba, nblocks, buf_offset, False, callback, context)
         idx = self._reg_index.get(id(buf))
-        if idx is not None and self._registered[idx] is buf and id(buf) in self._addrs:
-            self._fast[id(buf)] = (buf, self._addrs[id(buf)][1], buf.nbytes, idx)
+        if idx is not None and self._registered[idx]() is buf and id(buf) in self._addrs:
+            self._fast[id(buf)] = (weakref.ref(buf), self._addrs[id(buf)][1], buf.nbytes, idx)
         return req
-
-    def write(self, buf: Any, lba: int, nblocks: int, *, buf_offset: int = 0, fua: bool = False,
-              callback: Callable[[IoRequest], Any] | None = None,
-              context: Any = None) -> IoRequest:
-        """Write ``nblocks`` blocks from ``buf``; ``fua`` makes it durable (RWF_DSYNC)."""
-        return self._rw(IoKind.WRITE, buf, lba, nblocks, buf_offset, fua, callback, context)
 
     def flush(self, *, callback: Callable[[IoRequest], Any] | None = None,
               context: Any = None) -> IoRequest:
         """``IORING_OP_FSYNC`` with ``IORING_FSYNC_DATASYNC``."""
         req = IoRequest(IoKind.FLUSH, 0, 0, callback, context)
-        if self.dev.read_only:
-            return self._fail_early(req, "EBADF", OSError(errno.EBADF, "device is read-only"))
         return self._enqueue(req, (self._lib.LR_OP_FSYNC, 0, 0, 0, 0,
                                    self._lib.LR_FSYNC_DATASYNC, 0))
 
@@ -287,24 +285,10 @@ class UringQPair(QPairChecks):
         if not self._check_range(int(lba), int(nblocks)):
             return self._fail_early(req, STATUS_LBA_OUT_OF_RANGE,
                                     self._range_error(int(lba), int(nblocks)))
-        if self.dev.read_only:
-            return self._fail_early(req, "EBADF", OSError(errno.EBADF, "device is read-only"))
         bs = self.dev.block_size
         # io_uring fallocate: sqe->off = offset, sqe->addr = length, sqe->len = mode
         return self._enqueue(req, (self._lib.LR_OP_FALLOCATE, int(nblocks) * bs, _PUNCH,
                                    int(lba) * bs, 0, 0, 0))
-
-    def trim(self, lba: int, nblocks: int, *,
-             callback: Callable[[IoRequest], Any] | None = None,
-             context: Any = None) -> IoRequest:
-        """Punch a hole; the range then reads as zeros."""
-        return self._dealloc(IoKind.TRIM, lba, nblocks, callback, context)
-
-    def write_zeroes(self, lba: int, nblocks: int, *,
-                     callback: Callable[[IoRequest], Any] | None = None,
-                     context: Any = None) -> IoRequest:
-        """Zero the range (deallocating it where the file system can)."""
-        return self._dealloc(IoKind.WRITE_ZEROES, lba, nblocks, callback, context)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -450,11 +434,6 @@ class UringQPair(QPairChecks):
             self._lib.lr_free(self._ring)
             self._ring = self._ffi.NULL
 
-    def __enter__(self) -> UringQPair:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def uring_unavailable_reason() -> str | None:
@@ -476,5 +455,16 @@ def uring_unavailable_reason() -> str | None:
     finally:
         lib.lr_free(ring)
     if rc < 0:
-        return f"io_uring_setup failed: {os.strerror(-rc)} (old kernel, seccomp or sysctl)"
+        if -rc == errno.EPERM and _sysctl("io_uring_disabled") == "1":
+            return ("io_uring is restricted (sysctl kernel.io_uring_disabled=1) and this process "
+                    f"is not in group kernel.io_uring_group={_sysctl('io_uring_group')}")
+        return f"io_uring_setup failed: {os.strerror(-rc)} (old kernel or seccomp)"
     return None
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        with open(f"/proc/sys/kernel/{name}") as f:
+            return f.read().strip()
+    except OSError:
+        return None
