@@ -23,6 +23,7 @@ import stat
 import subprocess
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,9 @@ FULL_QDS = (1, 2, 4, 8, 16, 32, 64, 128)
 #: per point: seconds of device clock, and an I/O cap that keeps emulated points short in wall
 QUICK_SECONDS, FULL_SECONDS = 1.0, 5.0
 QUICK_MAX_IOS, FULL_MAX_IOS = 20_000, 200_000
-REAL_MAX_IOS = 10**9
+REAL_MAX_IOS = 10**12
+#: LBAs are drawn this many at a time
+ORDER_CHUNK = 65_536
 DEFAULT_DEVICE = "emu:nvme?capacity=1G&lba=4096"
 
 
@@ -80,8 +83,18 @@ def run_point(dev: BlockDevice, wl: Workload, qd: int, seconds: float, max_ios: 
     if wl.write:
         buf.view[:] = np.random.default_rng(seed).integers(0, 256, buf.nbytes, dtype=np.uint8)
     rng = np.random.default_rng(seed)
-    order = (rng.integers(0, slots, max_ios + qd) if wl.random
-             else np.arange(max_ios + qd) % slots).tolist()
+    chunk = min(max_ios, ORDER_CHUNK)
+
+    def targets() -> Iterator[int]:
+        """Block-slot numbers in order, generated a chunk at a time (runs may be long)."""
+        start = 0
+        while True:
+            part = (rng.integers(0, slots, chunk) if wl.random
+                    else (np.arange(start, start + chunk) % slots))
+            start += chunk
+            yield from part.tolist()
+
+    order = targets()
     lat: list[int] = []
     free: list[int] = list(range(qd))
     errors = [0]
@@ -106,7 +119,7 @@ def run_point(dev: BlockDevice, wl: Workload, qd: int, seconds: float, max_ios: 
                 with qp.batch():
                     while free and issued < max_ios:
                         slot = free.pop()
-                        inflight.append(submit(buf, order[issued] * nblk, nblk,
+                        inflight.append(submit(buf, next(order) * nblk, nblk,
                                                buf_offset=slot * wl.io_bytes, callback=done,
                                                context=slot))
                         issued += 1
