@@ -1,8 +1,10 @@
 """Quake (Mohoney et al., OSDI'25): adaptive partitioned vector search for dynamic workloads.
 
 Public API: :class:`QuakeIndex` with ``build``/``add``/``remove``/``search``/``maintenance``/
-``save``/``load``; :class:`QuakeParams`; :class:`QuakeConfig`; the cost model pieces; the
-workload generators used by ``labrig reproduce quake``.
+``add_level``/``save``/``load`` over a multi-level partition hierarchy (``QuakeConfig.levels``);
+:class:`QuakeParams`; :class:`QuakeConfig`; the cost model pieces; the workload generators
+used by ``labrig reproduce quake``.  The query path (partition scans, the APS loop) is a small
+cffi C kernel built at first use (``_kernel``).
 """
 
 from labrig.runtime.quake._betainc import betainc, cap_fraction

@@ -8,6 +8,7 @@ and of a merge (delete).  An action is taken only when ΔC < -τ.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +21,7 @@ __all__ = ["AccessTracker", "CostModel", "ScanLatency", "PROFILE_SIZES"]
 
 PROFILE_SIZES = (1, 4, 16, 64, 256, 1024, 4096, 16384)   # public code's grid, capped for build time
 PROFILE_TRIALS = 5
+PROFILE_MIN_ITEMS = 4096   # vectors scanned per timed trial (small sizes are repeated)
 
 
 class ScanLatency:
@@ -35,31 +37,55 @@ class ScanLatency:
         if s.ndim != 1 or s.shape != t.shape or s.size < 2 or np.any(np.diff(s) <= 0):
             raise ValueError("ScanLatency: need >= 2 strictly increasing sizes with one time each")
         self.sizes, self.seconds = s, t
+        # plain lists: maintenance evaluates λ ~10^5 times per pass, one scalar at a time,
+        # and bisect on a list is an order of magnitude cheaper than np.interp on a scalar
+        self._s, self._t = s.tolist(), t.tolist()
 
     def __call__(self, size: float) -> float:
-        s, t = self.sizes, self.seconds
+        s, t = self._s, self._t
         if size > s[-1]:
-            return float(t[-1] + (size - s[-1]) * (t[-1] - t[-2]) / (s[-1] - s[-2]))
+            return t[-1] + (size - s[-1]) * (t[-1] - t[-2]) / (s[-1] - s[-2])
         if size < s[0]:
-            return float(max(0.0, t[0] + (size - s[0]) * (t[1] - t[0]) / (s[1] - s[0])))
-        return float(np.interp(size, s, t))
+            return max(0.0, t[0] + (size - s[0]) * (t[1] - t[0]) / (s[1] - s[0]))
+        i = max(1, bisect.bisect_left(s, size))
+        return t[i - 1] + (size - s[i - 1]) * (t[i] - t[i - 1]) / (s[i] - s[i - 1])
+
+    def many(self, sizes: NDArray[np.floating]) -> NDArray[np.float64]:
+        """λ of every entry of ``sizes`` (any shape), same rule as ``__call__``."""
+        x = np.asarray(sizes, np.float64)
+        s, t = self.sizes, self.seconds
+        out = np.interp(x, s, t)
+        hi, lo = x > s[-1], x < s[0]
+        out[hi] = t[-1] + (x[hi] - s[-1]) * (t[-1] - t[-2]) / (s[-1] - s[-2])
+        out[lo] = np.maximum(0.0, t[0] + (x[lo] - s[0]) * (t[1] - t[0]) / (s[1] - s[0]))
+        return out
 
     @classmethod
     def profile(cls, scan: Callable[[NDArray[np.float32], NDArray[np.float32]], object], d: int,
                 *, sizes: Sequence[int] = PROFILE_SIZES, trials: int = PROFILE_TRIALS,
-                seed: int = 0) -> ScanLatency:
-        """Time ``scan(query (1, d), vectors (s, d))`` on random data; median of ``trials``."""
+                seed: int = 0, prepared: bool = False) -> ScanLatency:
+        """Time ``scan(query (1, d), vectors (s, d))`` on random data; median of ``trials``.
+
+        With ``prepared``, ``scan(q, x)`` returns a zero-argument callable and only that is
+        timed (set-up such as building C pointers stays outside the measurement).  Small
+        sizes are repeated until about ``PROFILE_MIN_ITEMS`` vectors are scanned per trial,
+        so µs-scale scans are not lost in timer noise.
+        """
         rng = np.random.default_rng(seed)
         q = rng.standard_normal((1, d)).astype(np.float32)
         out = []
         for s in sizes:
             x = rng.standard_normal((s, d)).astype(np.float32)
-            scan(q, x)  # warm up
+            run = scan(q, x) if prepared else (lambda x=x: scan(q, x))
+            assert callable(run)
+            reps = max(1, PROFILE_MIN_ITEMS // s)
+            run()  # warm up
             ts = []
             for _ in range(trials):
                 t0 = time.perf_counter()
-                scan(q, x)
-                ts.append(time.perf_counter() - t0)
+                for _ in range(reps):
+                    run()
+                ts.append((time.perf_counter() - t0) / reps)
             out.append(float(np.median(ts)))
         # scan time is non-decreasing in s; remove timer noise so extrapolation stays sane
         return cls(list(sizes), list(np.maximum.accumulate(out)))
@@ -103,6 +129,23 @@ class CostModel:
         for a_m, s_m, da, ds in receivers:
             total += (a_m + da) * self.lam(s_m + ds) - a_m * self.lam(s_m)
         return total
+
+    def split_estimate_many(self, a: NDArray[np.float64], s: NDArray[np.float64], nlist: int
+                            ) -> NDArray[np.float64]:
+        """:meth:`split_estimate` for arrays of partitions (one maintenance pass)."""
+        lam = self.lam.many
+        return self.overhead_add(nlist) - a * lam(s) + 2 * self.alpha * a * lam(s / 2)
+
+    def merge_estimate_many(self, a: NDArray[np.float64], s: NDArray[np.float64], nlist: int,
+                            a_nb: NDArray[np.float64], s_nb: NDArray[np.float64]
+                            ) -> NDArray[np.float64]:
+        """:meth:`merge_estimate` for arrays: ``a``, ``s`` (n,), neighbours' ``a_nb``, ``s_nb``
+        (n, r) with r >= 1."""
+        lam = self.lam.many
+        r = a_nb.shape[1]
+        gain = ((a_nb + (a / r)[:, None]) * lam(s_nb + (s / r)[:, None])
+                - a_nb * lam(s_nb)).sum(1)
+        return (self.lam(nlist - 1) - self.lam(nlist)) - a * lam(s) + gain
 
     def merge_estimate(self, a: float, s: float, nlist: int,
                        neighbours: Sequence[tuple[float, float]]) -> float:

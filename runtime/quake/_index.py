@@ -10,8 +10,10 @@ maintenance at one level are inserted into or deleted from the level above (``Le
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -20,13 +22,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from labrig.errors import UsageError
 from labrig.runtime.quake._betainc import CapTable
+from labrig.runtime.quake._calibrate import calibrate_cap_dim
 from labrig.runtime.quake._cost import AccessTracker, CostModel, ScanLatency
 from labrig.runtime.quake._kernel import kernel
 from labrig.runtime.quake._level import Level
 from labrig.runtime.quake._maintenance import MaintenanceReport, run_maintenance
 from labrig.runtime.quake._params import QuakeConfig, QuakeParams
 from labrig.runtime.quake._persist import load_index, save_index
-from labrig.runtime.quake._scan import scan_partition
 from labrig.runtime.quake._search import aps_batch, nprobe_batch
 from labrig.runtime.search_params import SearchParams, check_params
 from labrig.runtime.vecdata import assign, kmeans
@@ -37,6 +39,12 @@ F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
 PROFILE_K = 10           # λ is profiled for k = 10, like the public MaintenanceCostEstimator
 MIN_UPPER_ITEMS = 2      # a level can be added only over at least this many partitions
+
+
+@functools.lru_cache(maxsize=64)
+def _cap_table(dim: int, form: str) -> CapTable:
+    """Tables are pure functions of (dimension, formula): share them between indexes."""
+    return CapTable(dim, form=form)
 
 
 class QuakeIndex:
@@ -74,10 +82,7 @@ class QuakeIndex:
         self._lam: ScanLatency | None = None
         self.cost: CostModel | None = None
         self._ops = 0
-        self._cap = CapTable(d, form=self.config.cap_form)
-        ffi = self._kernel.ffi
-        self._cap_v = np.ascontiguousarray(self._cap.v, np.float64)
-        self._cap_c = (ffi.from_buffer("double[]", self._cap_v), len(self._cap_v))
+        self._set_cap_dim(self.config.cap_dim or d)
         self._workers = [ThreadPoolExecutor(1, thread_name_prefix=f"quake-w{i}")
                          for i in range(self.config.n_workers)]
         self.last_report: MaintenanceReport | None = None
@@ -148,6 +153,15 @@ class QuakeIndex:
             raise UsageError("QuakeIndex: build() has not been called")
         return self._lam
 
+    def _set_cap_dim(self, dim: int) -> None:
+        """Tabulate APS's cap fraction for dimension ``dim`` (§5) and hand it to the kernel."""
+        if getattr(self, "cap_dim", None) == dim:
+            return
+        self.cap_dim = dim
+        self._cap = _cap_table(dim, self.config.cap_form)
+        self._cap_v = np.ascontiguousarray(self._cap.v, np.float64)
+        self._cap_c = (self._kernel.ffi.from_buffer("double[]", self._cap_v), len(self._cap_v))
+
     @property
     def _width(self) -> int:
         return max(1, len(self._workers))
@@ -156,7 +170,8 @@ class QuakeIndex:
     def _check_x(self, x: ArrayLike, what: str) -> F32:
         a = np.asarray(x)
         if a.ndim != 2 or a.shape[1] != self.d:
-            raise UsageError(f"QuakeIndex.{what}: vectors of shape {a.shape}: expected (n, {self.d})")
+            raise UsageError(f"QuakeIndex.{what}: vectors of shape {a.shape}: "
+                             f"expected (n, {self.d})")
         if not np.issubdtype(a.dtype, np.number):
             raise UsageError(f"QuakeIndex.{what}: dtype {a.dtype} is not numeric")
         a = np.ascontiguousarray(a, dtype=np.float32)
@@ -199,8 +214,12 @@ class QuakeIndex:
             if self._levels[-1].nlist < MIN_UPPER_ITEMS:
                 break
             self.add_level()
-        self._lam = ScanLatency.profile(self._profile_scan, self.d, seed=cfg.seed)
+        self._lam = ScanLatency.profile(self._profile_scan, self.d, seed=cfg.seed, prepared=True)
         self.cost = CostModel(self._lam, cfg.alpha)
+        if cfg.calibrate_cap_dim:
+            calibrate_cap_dim(self, x, ids_a, cfg.recall_target, cfg.seed)
+        else:
+            self._set_cap_dim(cfg.cap_dim or self.d)
 
     def _cluster(self, x: F32, ids: I64, nlist: int, seed: int) -> Level:
         cfg = self.config
@@ -233,10 +252,29 @@ class QuakeIndex:
         below.on_new = lambda pid, c: up.insert(c[None, :], np.array([pid], np.int64))
         below.on_drop = lambda pid: up.delete(np.array([pid], np.int64))
 
-    def _profile_scan(self, q: F32, x: F32) -> object:
-        xn = (x * x).sum(1)
-        return scan_partition(q, (q * q).sum(1), x, xn, np.arange(len(x), dtype=np.int64),
-                              PROFILE_K)
+    def _profile_scan(self, q: F32, x: F32) -> Callable[[], object]:
+        """One partition scan by the C kernel the queries use, ready to time (λ, §4.1)."""
+        ffi, lib = self._kernel.ffi, self._kernel.lib
+        xn = (x * x).sum(1, dtype=np.float32)
+        ids = np.arange(len(x), dtype=np.int64)
+        qn = (q * q).sum(1, dtype=np.float32)
+        part = ffi.new("qk_part *")
+        part.x, part.norms = ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", xn)
+        part.ids, part.size = ffi.from_buffer("int64_t[]", ids), len(x)
+        td, ti = np.empty(PROFILE_K, np.float32), np.empty(PROFILE_K, np.int64)
+        cnt, rows = np.zeros(1, np.int32), np.zeros(1, np.int32)
+        args = (ffi.from_buffer("float[]", q), ffi.from_buffer("float[]", qn), self.d,
+                PROFILE_K, part, 1, ffi.from_buffer("int32_t[]", rows),
+                ffi.from_buffer("float[]", td), ffi.from_buffer("int64_t[]", ti),
+                ffi.from_buffer("int32_t[]", cnt))
+        keep = (x, xn, ids, qn, td, ti, cnt, rows)
+
+        def run() -> object:
+            cnt[0] = 0
+            lib.qk_scan_batch(*args)
+            return keep
+
+        return run
 
     def add(self, vectors: ArrayLike, ids: ArrayLike) -> None:
         """Insert ``vectors`` (n, d) with new unique ``ids`` (n,) into their nearest partitions."""

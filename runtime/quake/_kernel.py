@@ -6,7 +6,7 @@ Python each step costs more than the scan itself.  Here one call runs the whole 
 level for one query.  cffi releases the GIL around every call, so worker threads that call
 these kernels scan in parallel (§6: partition p is always scanned by worker p mod W).
 
-Distances are squared L2, ``‖q‖² − 2 q·x + ‖x‖²`` clamped at 0, like ``_scan.scan_partition``.
+Distances are squared L2, ``‖q‖² − 2 q·x + ‖x‖²`` clamped at 0, computed in float32.
 A top-k buffer is ``k`` ascending distances, ``k`` ids and a count (worker-local, §6).
 """
 
@@ -79,6 +79,7 @@ void qk_scan_batch(const float *Q, const float *QN, int d, int k, const qk_part 
 /* the m nearest centroids (slots and squared distances, ascending); returns how many */
 int qk_nearest(const float *q, float qn, const float *cent, const float *cn, int n, int d,
                int m, int32_t *out_slot, float *out_d) {
+    if (m <= 0 || n <= 0) return 0;
     int32_t cnt = 0;
     int64_t tmp_i[m];
     for (int j = 0; j < n; j++) {
@@ -114,6 +115,8 @@ int qk_aps(const float *q, float qn, int d, int k, int ncand, const int32_t *can
            const float *cd, const float *cent, const qk_part *parts,
            const double *cap_v, int cap_n, double target, double recompute,
            float *td, int64_t *ti, int32_t *cnt, uint8_t *scanned, double *work) {
+    *cnt = 0;
+    if (ncand <= 0) return 0;
     double *h = work, *v = work + ncand, *p = work + 2 * ncand;
     const float *c0 = cent + (int64_t)cand[0] * d;
     for (int j = 1; j < ncand; j++) {
@@ -124,7 +127,6 @@ int qk_aps(const float *q, float qn, int d, int k, int ncand, const int32_t *can
         h[j] = g > 0.0 ? ((double)cd[j] - cd[0]) / (2.0 * g) : 0.0;
         scanned[j] = 0;
     }
-    *cnt = 0;
     scan_part(q, qn, &parts[cand[0]], d, k, td, ti, cnt);
     scanned[0] = 1;
     int n_scanned = 1;

@@ -23,6 +23,7 @@ __all__ = ["Level", "LevelView", "Partition"]
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
+BROADCAST_MAX = 1 << 16   # delete: compare all pairs below this many, else np.isin (sorts)
 
 
 class Partition:
@@ -110,6 +111,19 @@ class Level:
             self.on_new(pid, part.centroid)
         return pid
 
+    def replace_partition(self, pid: int, centroid: F32, x: F32, ids: I64, norms: F32) -> None:
+        """Give partition ``pid`` a new centroid and contents (refinement); the parent level
+        gets the moved centroid as a deleted and re-inserted item with the same id."""
+        part = self.parts[pid]
+        moved = not np.array_equal(part.centroid, centroid)
+        part.centroid = np.array(centroid, dtype=np.float32)   # a copy, never a view
+        part.x, part.ids, part.norms = x, ids, norms
+        self.loc.update(dict.fromkeys(ids.tolist(), pid))
+        self.changed()
+        if moved and self.on_drop is not None and self.on_new is not None:
+            self.on_drop(pid)
+            self.on_new(pid, part.centroid)
+
     def drop_partition(self, pid: int) -> Partition:
         """Remove a partition (its items are the caller's to re-home) and tell the parent."""
         part = self.parts.pop(pid)
@@ -151,7 +165,12 @@ class Level:
         bounds = np.flatnonzero(np.diff(where[order])) + 1
         for sel in np.split(order, bounds):
             part = self.parts[int(where[sel[0]])]
-            part.keep(~np.isin(part.ids, ids[sel]))
+            gone = ids[sel]
+            if part.size * len(gone) <= BROADCAST_MAX:   # a few ids out of a small partition
+                hit = (part.ids[:, None] == gone[None, :]).any(1)
+            else:
+                hit = np.isin(part.ids, gone)
+            part.keep(~hit)
         self.changed()
 
     def view(self, ffi: Any) -> LevelView:
@@ -165,7 +184,8 @@ class Level:
             for s, p in enumerate(pids.tolist()):
                 part = self.parts[p]
                 if part.size:
-                    bufs = (ffi.from_buffer("float[]", part.x), ffi.from_buffer("float[]", part.norms),
+                    bufs = (ffi.from_buffer("float[]", part.x),
+                            ffi.from_buffer("float[]", part.norms),
                             ffi.from_buffer("int64_t[]", part.ids))
                     parts[s].x, parts[s].norms, parts[s].ids = bufs
                     keep += [part.x, part.norms, part.ids, *bufs]

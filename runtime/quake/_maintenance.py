@@ -96,7 +96,9 @@ def _try_split(level: Level, cost: CostModel, cfg: QuakeConfig, pid: int, tau: f
 
 
 def _refine(level: Level, cfg: QuakeConfig, kids: list[int]) -> None:
-    """Local refinement (§4.2): k-means rounds over the children and their r neighbours."""
+    """Local refinement (§4.2): k-means rounds over the new partitions and the r partitions
+    nearest to each.  Partitions keep their ids (and so their access counts); one left empty
+    is dropped."""
     live = [k for k in kids if k in level.parts]
     if not live:
         return
@@ -105,6 +107,7 @@ def _refine(level: Level, cfg: QuakeConfig, kids: list[int]) -> None:
     parts = level.parts
     x = np.concatenate([parts[p].x for p in group])
     ids = np.concatenate([parts[p].ids for p in group])
+    norms = np.concatenate([parts[p].norms for p in group])
     cent = np.stack([parts[p].centroid for p in group])
     for _ in range(cfg.refinement_iters):
         lab = assign(x, cent)
@@ -113,15 +116,15 @@ def _refine(level: Level, cfg: QuakeConfig, kids: list[int]) -> None:
             if sel.any():
                 cent[j] = x[sel].mean(0)
     lab = assign(x, cent)
-    hits = {p: level.tracker.counts.get(p, 0.0) for p in group}
-    for p in group:
-        level.drop_partition(p)
-    new_hits = {}
+    gone = []
     for j, p in enumerate(group):
         sel = lab == j
         if sel.any():
-            new_hits[level.new_partition(cent[j], x[sel], ids[sel])] = hits[p]
-    level.tracker.replace(group, new_hits)
+            level.replace_partition(p, cent[j], x[sel], ids[sel], norms[sel])
+        else:
+            level.drop_partition(p)
+            gone.append(p)
+    level.tracker.replace(gone, {})
 
 
 def maintain_level(level: Level, cost: CostModel, cfg: QuakeConfig, rep: MaintenanceReport
@@ -135,29 +138,27 @@ def maintain_level(level: Level, cost: CostModel, cfg: QuakeConfig, rep: Mainten
     r = min(cfg.refinement_radius, n - 1)
     near = (np.argsort(sq_dists(cent, cent), axis=1)[:, 1:r + 1] if r > 0
             else np.zeros((n, 0), np.int64))
-    merge_c: list[tuple[float, int]] = []
-    split_c: list[tuple[float, int]] = []
-    for slot, pid in enumerate(pids.tolist()):
-        part = level.parts[pid]
-        a, s = tr.frequency(pid), part.size
-        nb = [int(pids[j]) for j in near[slot]]
-        if nb:
-            dm = cost.merge_estimate(a, s, n, [(tr.frequency(m), level.parts[m].size) for m in nb])
-            if dm < -tau:
-                merge_c.append((dm, pid))
-                continue
-        if s > cfg.min_partition_size:
-            ds = cost.split_estimate(a, s, n)
-            if ds < -tau:
-                split_c.append((ds, pid))
+    a = np.array([tr.frequency(p) for p in pids.tolist()])
+    s = np.array([level.parts[p].size for p in pids.tolist()], np.float64)
+    dm = (cost.merge_estimate_many(a, s, n, a[near], s[near]) if r > 0
+          else np.full(n, np.inf))
+    ds = cost.split_estimate_many(a, s, n)
+    is_merge = dm < -tau
+    can_split = (s > cfg.min_partition_size) & (ds < -tau)
+    merge_c = [(float(dm[i]), int(pids[i])) for i in np.flatnonzero(is_merge)]
+    split_c = {int(pids[i]): float(ds[i]) for i in np.flatnonzero(~is_merge & can_split)}
     for _, pid in sorted(merge_c):
         if pid in level.parts and level.nlist > 1:
             if _try_merge(level, cost, pid, tau):
                 rep.merges += 1
-            else:
-                rep.merges_rejected += 1
+                continue
+            rep.merges_rejected += 1
+        # a rejected merge leaves the partition as it was: it may still be worth splitting
+        i = int(np.searchsorted(pids, pid))
+        if can_split[i]:
+            split_c[pid] = float(ds[i])
     kids: list[int] = []
-    for _, pid in sorted(split_c):
+    for _, pid in sorted((d, p) for p, d in split_c.items()):
         if pid in level.parts and level.parts[pid].size > cfg.min_partition_size:
             new = _try_split(level, cost, cfg, pid, tau)
             if new:
@@ -165,7 +166,7 @@ def maintain_level(level: Level, cost: CostModel, cfg: QuakeConfig, rep: Mainten
                 kids += new
             else:
                 rep.splits_rejected += 1
-    _refine(level, cfg, kids)
+    _refine(level, cfg, kids)   # once over all new partitions, as the public code does
 
 
 def run_maintenance(levels: list[Level], cost: CostModel, cfg: QuakeConfig,

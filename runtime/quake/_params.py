@@ -59,7 +59,8 @@ class QuakeConfig:
     min_partition_size : int
         Partitions at or below this size are never split (code default 32).
     refinement_radius : int
-        Neighbouring partitions refined after a split, and merge receivers considered (r).
+        Neighbouring partitions refined after a split, and merge receivers considered (r;
+        the public code's default 25; the final paper evaluates r = 50).
     refinement_iters : int
         k-means rounds of local refinement (final paper: 1).
     maintenance_every : int
@@ -76,6 +77,11 @@ class QuakeConfig:
     cap_form : str
         Cap-volume formula of APS: "geometry" (textbook, default) or "public-code" (the
         public code's sqrt variant, which scans more).
+    cap_dim : int or None
+        Dimension fed to the cap model; None → the vector dimension d (the paper).
+    calibrate_cap_dim : bool
+        Fit the cap dimension at build time on a sample of the data (labrig extension,
+        see ``_calibrate``); overrides ``cap_dim``.
     recompute_threshold : float
         τ_ρ: recompute probabilities when the k-th radius moved by more than this (1 %).
     n_workers : int
@@ -91,7 +97,7 @@ class QuakeConfig:
     alpha: float = 0.9
     tau_s: float = 250e-9
     min_partition_size: int = 32
-    refinement_radius: int = 8
+    refinement_radius: int = 25
     refinement_iters: int = 1
     maintenance_every: int = 0
     recall_target: float = DEFAULT_RECALL_TARGET
@@ -99,17 +105,22 @@ class QuakeConfig:
     candidate_fraction: float = 0.1
     min_candidates: int = 16
     cap_form: str = "geometry"
+    cap_dim: int | None = None
+    calibrate_cap_dim: bool = False
     recompute_threshold: float = 0.01
     n_workers: int = min(os.cpu_count() or 1, 4)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        positive = ("levels", "kmeans_iters", "window_size", "min_partition_size", "refinement_radius",
+        positive = ("levels", "kmeans_iters", "window_size", "min_partition_size",
+                    "refinement_radius",
                     "refinement_iters", "min_candidates", "n_workers")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name in positive and (not isinstance(v, int) or v < 1):
                 raise ConfigError("QuakeConfig", f.name, v, "must be an int >= 1")
+        if self.cap_dim is not None and (not isinstance(self.cap_dim, int) or self.cap_dim < 1):
+            raise ConfigError("QuakeConfig", "cap_dim", self.cap_dim, "must be None or an int >= 1")
         if self.nlist is not None and self.nlist < 1:
             raise ConfigError("QuakeConfig", "nlist", self.nlist, "must be None or >= 1")
         if self.maintenance_every < 0:
@@ -120,7 +131,8 @@ class QuakeConfig:
             if not 0.0 < v <= 1.0:
                 raise ConfigError("QuakeConfig", name, v, "must be in (0, 1]")
         if self.cap_form not in CAP_FORMS:
-            raise ConfigError("QuakeConfig", "cap_form", self.cap_form, f"must be one of {CAP_FORMS}")
+            raise ConfigError("QuakeConfig", "cap_form", self.cap_form,
+                              f"must be one of {CAP_FORMS}")
         if self.tau_s < 0 or self.recompute_threshold < 0:
             raise ConfigError("QuakeConfig", "tau_s/recompute_threshold",
                               (self.tau_s, self.recompute_threshold), "must be >= 0")

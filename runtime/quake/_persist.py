@@ -4,7 +4,8 @@ Layout (little endian)::
 
     b"LBQUAKE\\0" | u32 version | u64 header_len | header (UTF-8 JSON) | payload | u32 crc32
 
-Version 2 (multi-level): the header holds d, the config, λ's profile and, per level from 0
+Version 2 (multi-level): the header holds d, the config, λ's profile, the cap dimension APS
+uses (``cap_dim``, possibly calibrated at build) and, per level from 0
 up, ``{"partitions": [[pid, size], ...], "next_pid": n}``; the payload holds, level by level
 and per partition in header order, its centroid (d float32), item ids (s int64) and items
 (s·d float32) — vectors at level 0, the centroids of the level below above it.  Version 1
@@ -32,7 +33,8 @@ from labrig.runtime.quake._params import QuakeConfig
 if TYPE_CHECKING:
     from labrig.runtime.quake._index import QuakeIndex
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "READABLE_VERSIONS", "QuakeFileError", "load_index", "save_index"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "READABLE_VERSIONS", "QuakeFileError", "load_index",
+           "save_index"]
 
 MAGIC = b"LBQUAKE\0"
 FORMAT_VERSION = 2
@@ -51,7 +53,8 @@ def save_index(index: QuakeIndex, path: Path) -> None:
     levels = [{"partitions": [[p, lv.parts[p].size] for p in sorted(lv.parts)],
                "next_pid": lv.next_pid} for lv in index._levels]
     header = {"d": index.d, "config": asdict(index.config),
-              "lambda": [lam.sizes.tolist(), lam.seconds.tolist()], "levels": levels}
+              "lambda": [lam.sizes.tolist(), lam.seconds.tolist()], "levels": levels,
+              "cap_dim": index.cap_dim}
     hb = json.dumps(header).encode()
     chunks = [_PRE.pack(MAGIC, FORMAT_VERSION, len(hb)), hb]
     for lv in index._levels:
@@ -116,6 +119,7 @@ def load_index(cls: type[QuakeIndex], path: Path, n_workers: int | None) -> Quak
                                      "the centroids of the level below")
             index._link(below, up)
         lam = ScanLatency(*header["lambda"])
+        index._set_cap_dim(int(header.get("cap_dim", d)))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, QuakeFileError):
             raise

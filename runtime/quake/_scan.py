@@ -1,41 +1,15 @@
-"""Partition scans and top-k merging (float32 BLAS; numpy matmul releases the GIL)."""
+"""Merging per-worker top-k buffers (§6: workers scan into local buffers, the main thread
+merges them into the global top-k).  The scans themselves are C (``_kernel``)."""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["merge_topk", "scan_partition"]
+__all__ = ["merge_topk"]
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
-
-
-def scan_partition(q: F32, qn: F32, x: F32, xn: F32, ids: I64, k: int) -> tuple[F32, I64]:
-    """Best ``min(k, s)`` squared-L2 neighbours in one partition for each query.
-
-    Parameters
-    ----------
-    q : ndarray, shape (m, d), float32
-    qn : ndarray, shape (m,), float32 — ``(q*q).sum(1)``
-    x : ndarray, shape (s, d), float32 — partition vectors
-    xn : ndarray, shape (s,), float32 — their squared norms
-    ids : ndarray, shape (s,), int64
-    k : int
-
-    Returns
-    -------
-    dist : ndarray, shape (m, min(k, s)), float32, unsorted
-    idx : ndarray, shape (m, min(k, s)), int64 — external ids
-    """
-    dist = q @ x.T
-    dist *= -2.0
-    dist += xn[None, :]
-    dist += qn[:, None]
-    if x.shape[0] > k:
-        part = np.argpartition(dist, k - 1, axis=1)[:, :k]
-        return np.take_along_axis(dist, part, 1), ids[part]
-    return dist, np.broadcast_to(ids, dist.shape).copy()
 
 
 def merge_topk(dist: F32, idx: I64, k: int) -> tuple[F32, I64]:

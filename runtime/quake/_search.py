@@ -32,6 +32,9 @@ __all__ = ["aps_batch", "n_candidates", "nprobe_batch"]
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
+# Below this much scan work (multiply-adds) a batch runs on the calling thread: handing jobs
+# to worker threads costs tens of µs, about what the C kernel needs for ~1 M multiply-adds.
+PARALLEL_MIN_MACS = 1 << 20
 
 
 def n_candidates(index: QuakeIndex, level: Level) -> int:
@@ -55,6 +58,17 @@ class _Scratch:
             ("uint8_t[]", self.scanned), ("double[]", self.work)))
 
 
+def _nearest(index: QuakeIndex, ffi: Any, lib: Any, v: Any, qc: Any, qn: float, m: int
+             ) -> tuple[NDArray[np.int32], F32]:
+    """Slots and squared distances of the ``m`` centroids of view ``v`` nearest the query."""
+    slots = np.empty(max(m, 1), np.int32)
+    dists = np.empty(max(m, 1), np.float32)
+    got = lib.qk_nearest(qc, qn, ffi.from_buffer("float[]", v.cent),
+                         ffi.from_buffer("float[]", v.cn), len(v.pids), index.d, m,
+                         ffi.from_buffer("int32_t[]", slots), ffi.from_buffer("float[]", dists))
+    return slots[:got], dists[:got]
+
+
 def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, qn: float,
                k: int, target: float) -> tuple[F32, I64, list[I64]]:
     """APS descent for one query; returns (distances, ids, scanned pids per level)."""
@@ -62,36 +76,34 @@ def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, 
     cfg = index.config
     qc = ffi.from_buffer("float[]", q)
     top = len(levels) - 1
-    m = n_candidates(index, levels[top])
-    slots = np.empty(m, np.int32)
-    dists = np.empty(m, np.float32)
-    v = views[top]
-    m = lib.qk_nearest(qc, qn, ffi.from_buffer("float[]", v.cent), ffi.from_buffer("float[]", v.cn),
-                       len(v.pids), index.d, m, ffi.from_buffer("int32_t[]", slots),
-                       ffi.from_buffer("float[]", dists))
+    slots, dists = _nearest(index, ffi, lib, views[top], qc, qn, n_candidates(index, levels[top]))
     scanned: list[I64] = [np.zeros(0, np.int64)] * len(levels)
     cap = index._cap_c
     for lv in range(top, -1, -1):
         v = views[lv]
         kk = k if lv == 0 else n_candidates(index, levels[lv - 1])
         tgt = target if lv == 0 else cfg.upper_recall_target
-        s = _Scratch(ffi, kk, m)
-        n_done = lib.qk_aps(qc, qn, index.d, kk, m, ffi.from_buffer("int32_t[]", slots),
-                            ffi.from_buffer("float[]", dists), ffi.from_buffer("float[]", v.cent),
-                            v.parts, cap[0], cap[1], tgt, cfg.recompute_threshold, *s.c)
-        del n_done
-        scanned[lv] = v.pids[np.flatnonzero(s.scanned[:m])]
+        m = len(slots)
+        s = _Scratch(ffi, kk, max(m, 1))
+        lib.qk_aps(qc, qn, index.d, kk, m, ffi.from_buffer("int32_t[]", slots),
+                   ffi.from_buffer("float[]", dists), ffi.from_buffer("float[]", v.cent),
+                   v.parts, cap[0], cap[1], tgt, cfg.recompute_threshold, *s.c)
+        scanned[lv] = v.pids[slots[np.flatnonzero(s.scanned[:m])]]
         cnt = int(s.cnt[0])
         if lv == 0:
             return s.td[:cnt], s.ti[:cnt], scanned
-        slots = np.ascontiguousarray(views[lv - 1].slot_of[s.ti[:cnt]])
-        dists = s.td[:cnt].copy()
-        m = cnt
+        if cnt:
+            slots = np.ascontiguousarray(views[lv - 1].slot_of[s.ti[:cnt]])
+            dists = s.td[:cnt].copy()
+        else:   # the candidates above held no items (emptied partitions): rank exactly
+            slots, dists = _nearest(index, ffi, lib, views[lv - 1], qc, qn, kk)
     raise AssertionError("unreachable: the loop returns at level 0")
 
 
-def aps_batch(index: QuakeIndex, q: F32, k: int, target: float) -> tuple[F32, I64]:
-    """APS for every row of ``q`` (n, d); records the scanned partitions in the windows."""
+def aps_batch(index: QuakeIndex, q: F32, k: int, target: float, *, record: bool = True
+              ) -> tuple[F32, I64]:
+    """APS for every row of ``q`` (n, d); records the scanned partitions in the access
+    windows unless ``record`` is false (calibration queries are not workload)."""
     mod = index._kernel
     ffi, lib = mod.ffi, mod.lib
     views = [lv.view(ffi) for lv in index._levels]
@@ -115,7 +127,7 @@ def aps_batch(index: QuakeIndex, q: F32, k: int, target: float) -> tuple[F32, I6
                 for j in range(w) if j * step < len(q)]
         for f in futs:
             f.result()
-    for sc in scans:
+    for sc in scans if record else ():
         for lv, pids in enumerate(sc):
             index._levels[lv].tracker.record(pids)
     return out_d, out_i
@@ -135,13 +147,13 @@ def nprobe_batch(index: QuakeIndex, q: F32, k: int, nprobe: int) -> tuple[F32, I
     flat = probe.ravel()
     order = np.argsort(flat, kind="stable")
     bounds = np.flatnonzero(np.diff(flat[order])) + 1
-    w = max(1, index._width if n * nprobe > 1 else 1)
+    segs = [(int(flat[seg[0]]), np.ascontiguousarray(seg // nprobe, dtype=np.int32))
+            for seg in np.split(order, bounds) if seg.size]
+    work_macs = index.d * sum(view.parts[slot].size * len(rows) for slot, rows in segs)
+    w = index._width if work_macs >= PARALLEL_MIN_MACS else 1
     jobs: list[list[tuple[int, NDArray[np.int32]]]] = [[] for _ in range(w)]
-    for seg in np.split(order, bounds):
-        if seg.size:
-            slot = int(flat[seg[0]])
-            rows = np.ascontiguousarray(seg // nprobe, dtype=np.int32)
-            jobs[int(view.pids[slot]) % w].append((slot, rows))
+    for slot, rows in segs:
+        jobs[int(view.pids[slot]) % w].append((slot, rows))
     bufs = [(np.full((n, k), np.inf, np.float32), np.full((n, k), -1, np.int64),
              np.zeros(n, np.int32)) for _ in range(w)]
     qc, qnc = ffi.from_buffer("float[]", q), ffi.from_buffer("float[]", qn)

@@ -13,7 +13,7 @@ from labrig.errors import ConfigError, UsageError
 from labrig.runtime.quake import (CostModel, QuakeConfig, QuakeFileError, QuakeIndex,
                                   QuakeParams, ScanLatency)
 from labrig.runtime.search_params import SearchParams
-from labrig.runtime.vecdata import brute_force_knn, clustered_vectors, recall_at_k
+from labrig.runtime.vecdata import brute_force_knn, clustered_vectors
 
 D = 16
 
@@ -51,18 +51,6 @@ def test_full_nprobe_equals_brute_force(n: int, k: int, seed: int) -> None:
             assert np.all(got[:, n:] == -1) and np.all(np.isinf(dist[:, n:]))
 
 
-def test_aps_meets_recall_target_on_average() -> None:
-    recalls = []
-    for seed in range(3):
-        x, q = clustered_vectors(6000, 32, n_clusters=32, dtype=np.float32, seed=seed,
-                                 n_queries=100)
-        _, gi = brute_force_knn(x, q, 10)
-        with _index(x) as ix:
-            _, got = ix.search(q, 10, params=QuakeParams(recall_target=0.9))
-        recalls.append(recall_at_k(got, gi, 10))
-    assert np.mean(recalls) >= 0.9, recalls
-
-
 def _forcing_model(ix: QuakeIndex, kind: str) -> None:
     """Replace λ so that every partition wants to split (convex) or merge (big constant)."""
     if kind == "split":
@@ -76,7 +64,7 @@ def _forcing_model(ix: QuakeIndex, kind: str) -> None:
 @pytest.mark.parametrize("kind", ["split", "merge"])
 def test_maintenance_preserves_ids_and_vectors(kind: str) -> None:
     x, q = _data(3000, 7)
-    with _index(x, nlist=20, min_partition_size=8) as ix:
+    with _index(x, nlist=20, min_partition_size=8, refinement_radius=4) as ix:
         hot = q if kind == "split" else q[:1]   # merge: one hot partition, the rest cold
         ix.search(hot, 5, params=QuakeParams(nprobe=1))
         before = ix.nlist

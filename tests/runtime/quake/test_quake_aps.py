@@ -1,0 +1,115 @@
+"""APS (OSDI'25 §5): the C loop against a Python transcription of Algorithm 1, and recall
+against the target on clustered data, with the paper's estimator and with the calibrated
+cap dimension."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from labrig.runtime.quake import QuakeConfig, QuakeIndex, QuakeParams
+from labrig.runtime.quake._aps import aps_probabilities
+from labrig.runtime.quake._calibrate import cap_dim_grid
+from labrig.runtime.vecdata import brute_force_knn, clustered_vectors, recall_at_k
+
+TARGET = 0.9
+# Mean recall over seeds must not fall more than UNDER below the target and not exceed it by
+# more than the stated margin (APS stops at the first partition that lifts the estimate past
+# the target, so some overshoot is inherent; the paper's Table 5 shows 0.912 at 0.90).
+UNDER = 0.01
+OVER_PAPER = 0.06        # the paper's estimator (ambient dimension) on these clusters
+OVER_CALIBRATED = 0.04   # cap dimension fitted at build time
+
+
+def _recalls(calibrate: bool, levels: int = 1) -> list[float]:
+    out = []
+    for seed in range(4):
+        x, q = clustered_vectors(6000, 32, n_clusters=32, dtype=np.float32, seed=seed,
+                                 n_queries=100)
+        _, gi = brute_force_knn(x, q, 10)
+        with QuakeIndex(32, QuakeConfig(n_workers=2, levels=levels,
+                                         calibrate_cap_dim=calibrate)) as ix:
+            ix.build(x)
+            _, got = ix.search(q, 10, params=QuakeParams(recall_target=TARGET))
+        out.append(recall_at_k(got, gi, 10))
+    return out
+
+
+@pytest.mark.parametrize(("calibrate", "over"), [(False, OVER_PAPER), (True, OVER_CALIBRATED)])
+def test_aps_meets_recall_target_on_average(calibrate: bool, over: float) -> None:
+    r = float(np.mean(_recalls(calibrate)))
+    assert TARGET - UNDER <= r <= TARGET + over, r
+
+
+def test_aps_on_two_levels_meets_target() -> None:
+    r = float(np.mean(_recalls(True, levels=2)))
+    assert TARGET - UNDER <= r <= TARGET + OVER_CALIBRATED, r
+
+
+def _reference_scans(ix: QuakeIndex, q: np.ndarray, k: int, target: float) -> list[set[int]]:
+    """Algorithm 1 in Python on a single-level index: the partition ids each query scans."""
+    cfg = ix.config
+    pids, cent = ix.centroids(0)
+    items = ix.partition_items(0)
+    ncand = min(len(pids), max(cfg.min_candidates, math.ceil(cfg.candidate_fraction * len(pids))))
+    out = []
+    for row in q.astype(np.float64):
+        cd = ((cent - row) ** 2).sum(1)
+        cand = np.argsort(cd, kind="stable")[:ncand]
+        gap = np.linalg.norm(cent[cand[1:]] - cent[cand[0]], axis=1)
+        h = (cd[cand[1:]] - cd[cand[0]]) / (2 * gap)
+        best: list[float] = []
+        scanned = [0]
+
+        def scan(j: int) -> None:
+            x, _ = items[int(pids[cand[j]])]
+            best.extend(((x - row) ** 2).sum(1).tolist())
+            best.sort()
+            del best[k:]
+
+        scan(0)
+        rho_at, p0, p = -1.0, 1.0, np.zeros(ncand - 1)
+        while len(scanned) < ncand:
+            if len(best) < k:
+                nxt = next(j for j in range(1, ncand) if j not in scanned)
+            else:
+                rho = math.sqrt(best[k - 1])
+                if rho_at < 0 or abs(rho - rho_at) > cfg.recompute_threshold * rho_at:
+                    p0, p = aps_probabilities(h, rho, ix._cap)
+                    rho_at = rho
+                if p0 + sum(p[j - 1] for j in scanned if j) >= target:
+                    break
+                rest = [j for j in range(1, ncand) if j not in scanned]
+                nxt = max(rest, key=lambda j: (p[j - 1], -j))
+            scan(nxt)
+            scanned.append(nxt)
+        out.append({int(pids[cand[j]]) for j in scanned})
+    return out
+
+
+def test_c_aps_follows_algorithm_1() -> None:
+    x, q = clustered_vectors(4000, 16, n_clusters=24, dtype=np.float32, seed=9, n_queries=60)
+    with QuakeIndex(16, QuakeConfig(n_workers=1)) as ix:
+        ix.build(x)
+        want = _reference_scans(ix, q, 10, TARGET)
+        got = []
+        for r in range(len(q)):
+            ix.search(q[r:r + 1], 10, params=QuakeParams(recall_target=TARGET))
+            got.append(set(ix.tracker._records[-1].tolist()))
+    same = sum(a == b for a, b in zip(want, got))
+    # float32 (C) vs float64 (reference) distances may flip a recompute decision rarely
+    assert same >= 0.95 * len(q), (same, len(q))
+
+
+def test_cap_dim_grid_and_calibration_choice() -> None:
+    grid = cap_dim_grid(64)
+    assert grid[0] == 2 and grid[-1] <= 256 and grid == sorted(set(grid))
+    x, _ = clustered_vectors(3000, 16, n_clusters=16, dtype=np.float32, seed=1)
+    with QuakeIndex(16, QuakeConfig(n_workers=1, calibrate_cap_dim=True)) as ix:
+        ix.build(x)
+        assert ix.cap_dim in cap_dim_grid(16)
+    with QuakeIndex(16, QuakeConfig(n_workers=1, cap_dim=40)) as ix:
+        ix.build(x)
+        assert ix.cap_dim == 40
