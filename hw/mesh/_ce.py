@@ -82,11 +82,21 @@ class ComputeEngines:
         """Any task activated and unblocked somewhere."""
         return bool((self.active & ~self.blocked).any())
 
+    def runnable_on_free(self, now: int) -> bool:
+        """Any task activated and unblocked on a PE whose CE is free at ``now``.  A runnable
+        task on a busy CE waits for it (non-preemptive scheduler), so it needs no visit
+        before ``busy_until`` — which :meth:`next_time` already reports."""
+        ready = (self.active & ~self.blocked).any(axis=0)
+        return bool((ready & (self.busy_until <= now)).any())
+
     def schedule(self, dev: MeshDevice, now: int) -> bool:
         """Run every runnable task on every free PE (lowest task id first); True if any ran."""
         free = self.busy_until <= now
         ran = False
-        for tid, spec in enumerate(self.tasks):
+        # one pass over (task, PE) finds the tasks with work; then run those in id order
+        todo = (self.active & ~self.blocked & free).any(axis=(1, 2)).nonzero()[0].tolist()
+        for tid in todo:
+            spec = self.tasks[tid]
             mask = self.active[tid] & ~self.blocked[tid] & free
             if not mask.any():
                 continue

@@ -183,7 +183,7 @@ class MeshDevice:
                     continue
                 times = [t for t in (self.ce.next_time(now), self.fabric.next_time(now))
                          if t is not None]
-                if self.ce.runnable():
+                if self.ce.runnable_on_free(now):
                     times.append(now + 1)
                 if not times or min(times) - last_progress > self.cfg.stall_cycles:
                     self.fault = MeshFault(
@@ -259,14 +259,17 @@ class MeshDevice:
             k, y, x = ks[store], ys[store], xs[store]
             lens = o.r_len[k, y, x]
             tids = o.r_target[k, y, x]
-            for tid, n in set(zip(tids.tolist(), lens.tolist())):
+            span = int(lens.max()) + 1
+            for key in np.unique(tids * span + lens).tolist():
+                tid, n = divmod(key, span)
                 sel = (tids == tid) & (lens == n)
                 tgt = o.targets[tid]
                 buf = self.sram[tgt.buffer]
                 flat = buf.reshape(*buf.shape[:2], -1)
                 vals = o.r_data[k[sel], y[sel], x[sel], :n]
                 if tgt.add:
-                    flat[y[sel], x[sel], :n] += vals
+                    # np.add.at: two colours may land in one buffer of one PE at once
+                    np.add.at(flat, (y[sel], x[sel], slice(0, n)), vals)
                 else:
                     flat[y[sel], x[sel], :n] = vals
         codes = o.r_then[ks, ys, xs].copy()

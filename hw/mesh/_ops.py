@@ -78,6 +78,7 @@ class FabricOps:
         self.dt_pending = np.zeros(shape, bool)
         self.n_sends = 0
         self.n_recvs = 0
+        self.posts = 0       # ops ever posted: lets a fabric skip work when nothing changed
 
     # -- helpers -----------------------------------------------------------------------------
     def k(self, color: int) -> int:
@@ -123,6 +124,7 @@ class FabricOps:
         self.s_start[k, ys, xs] = now
         self.s_then[k, ys, xs] = then
         self.n_sends += len(ys)
+        self.posts += 1
 
     def post_recv(self, k: int, ys: NDArray[np.int64], xs: NDArray[np.int64], length: int,
                   target: int, then: int, now: int) -> None:
@@ -136,6 +138,7 @@ class FabricOps:
         self.r_then[k, ys, xs] = then
         self.r_post[k, ys, xs] = now
         self.n_recvs += len(ys)
+        self.posts += 1
 
     def post_relay(self, k_in: int, k_out: int, ys: NDArray[np.int64], xs: NDArray[np.int64],
                    length: int, addend: NDArray[np.float32] | None, then: int,
@@ -163,6 +166,7 @@ class FabricOps:
         self.s_then[k_out, ys, xs] = then
         self.n_sends += len(ys)
         self.n_recvs += len(ys)
+        self.posts += 1
 
     def bind_data_task(self, k: int, task: int) -> None:
         """Wavelets arriving on colour index ``k`` trigger ``task`` (one wavelet per run)."""

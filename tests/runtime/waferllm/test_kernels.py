@@ -30,7 +30,7 @@ GEMMS = [mesh_gemm, cannon_gemm, summa_gemm]
 SHAPES = [(3, 3), (4, 4), (3, 5), (4, 2), (1, 3), (5, 1)]
 #: Stated agreement bound between the cycle-level and the analytic mode (small meshes):
 #: |analytic - cycle| <= REL * cycle + ABS cycles.
-AGREE_REL, AGREE_ABS = 0.25, 16
+AGREE_REL, AGREE_ABS = 0.15, 4
 
 
 def runtime(w: int, h: int, timing: str = "cycle") -> MeshRuntime:
@@ -114,24 +114,60 @@ def test_bad_shapes_are_usage_errors() -> None:
         mesh_gemv(rt, np.zeros(2, np.float32), np.zeros((2, 3), np.float32), "tree")
 
 
-@given(shape=mesh_shapes(2, 5), tile=st.integers(1, 3),
-       kernel=st.sampled_from(["meshgemm", "cannon", "gemv"]))
-@settings(max_examples=12)
-def test_timing_modes_agree(shape: tuple[int, int], tile: int, kernel: str) -> None:
-    w, h = shape
-    rng = np.random.default_rng(w + 7 * h + tile)
+KERNELS = ["meshgemm", "cannon", "summa", "gemm_t", "gemv-ktree", "gemv-pipeline",
+           "gemv-ring"]
+
+
+def _run_kernel(rt: MeshRuntime, kernel: str, tile: int, seed: int) -> int:
+    w, h = rt.width, rt.height
+    rng = np.random.default_rng(seed)
+    if kernel.startswith("gemv-"):
+        x, b = int_matrix(rng, (tile * h,)), int_matrix(rng, (tile * h, tile * w))
+        return mesh_gemv(rt, x, b, kernel[5:]).cycles
+    if kernel == "gemm_t":
+        a, b = int_matrix(rng, (tile * h, tile * w)), int_matrix(rng, (tile * h, tile * w))
+        return gemm_t(rt, a, b).cycles
     n = lcm(w, h)
-    cycles = {}
-    for timing in ("cycle", "analytic"):
-        rt = runtime(w, h, timing)
-        if kernel == "gemv":
-            x, b = int_matrix(rng, (tile * h,)), int_matrix(rng, (tile * h, tile * w))
-            cycles[timing] = mesh_gemv(rt, x, b, "ktree").cycles
-        else:
-            a, b = int_matrix(rng, (tile * h, tile * n)), int_matrix(rng, (tile * n, tile * w))
-            fn = mesh_gemm if kernel == "meshgemm" else cannon_gemm
-            cycles[timing] = fn(rt, a, b).cycles
+    a, b = int_matrix(rng, (tile * h, tile * n)), int_matrix(rng, (tile * n, tile * w))
+    fn = {"meshgemm": mesh_gemm, "cannon": cannon_gemm, "summa": summa_gemm}[kernel]
+    return fn(rt, a, b).cycles
+
+
+@given(shape=mesh_shapes(2, 8), tile=st.integers(1, 2), kernel=st.sampled_from(KERNELS))
+@settings(max_examples=12, deadline=None)
+def test_timing_modes_agree(shape: tuple[int, int], tile: int, kernel: str) -> None:
+    """The analytic mode is within AGREE_REL·cycles + AGREE_ABS of the cycle-level mode for
+    every kernel on 2..8 × 2..8 meshes (odd, even, non-square), SUMMA included.
+
+    Why the two differ at all: the analytic mode shares a link fairly among the messages
+    resolved together (every one ends when the link's total load has passed) and reserves it
+    for later messages as one busy-until time, while the cycle mode interleaves wavelets
+    round-robin cycle by cycle; and a multi-hop stream whose links are loaded at different
+    times is charged the maximum delay of one link, not their sum.  Measured over these
+    shapes, the largest gap was about 10% (GEMV K-tree on meshes of a few rows, where a
+    2-cycle difference is 10% of ~20 cycles) and under 6% for SUMMA; the bound leaves
+    headroom.  SUMMA used to be 20-25% off: relay outputs, which start β after their input,
+    were resolved (and reserved their PE's RAMP link) when their input arrived, ahead of
+    traffic that used the link first; the analytic mode now resolves a message when it
+    starts."""
+    _check_agreement(shape, tile, kernel)
+
+
+def _check_agreement(shape: tuple[int, int], tile: int, kernel: str) -> None:
+    w, h = shape
+    cycles = {timing: _run_kernel(runtime(w, h, timing), kernel, tile, w + 7 * h + tile)
+              for timing in ("cycle", "analytic")}
     assert abs(cycles["analytic"] - cycles["cycle"]) <= AGREE_REL * cycles["cycle"] + AGREE_ABS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("shape", [(2, 2), (3, 3), (4, 4), (5, 3), (3, 7), (6, 6), (8, 8),
+                                   (7, 8)])
+def test_timing_modes_agree_grid(shape: tuple[int, int], kernel: str) -> None:
+    """The same bound on a fixed grid of shapes with tiles 1 and 3."""
+    for tile in (1, 3):
+        _check_agreement(shape, tile, kernel)
 
 
 def test_out_of_colors_fails_at_load_naming_pes() -> None:
