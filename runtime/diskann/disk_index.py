@@ -78,12 +78,12 @@ class CandidatePool:
 class DiskIndex:
     """A disk index on ``dev`` with its PQ codebook and codes, ready to search.
 
-    ``metric`` and ``mips_norm`` are the graph's (see :class:`~.vamana.VamanaGraph`): for
-    "ip" the stored rows are MIPS-transformed and reported distances are ``-<q, x>``.
+    ``metric`` is the graph's (see :class:`~.vamana.VamanaGraph`): squared L2, or for "ip" the
+    negated inner product ``-<q, x>``; the PQ codebook must be trained for the same metric.
     """
 
     def __init__(self, dev: BlockDevice, layout: DiskLayout, pq: PQCodebook,
-                 codes: NDArray[np.uint8], *, metric: str = "l2", mips_norm: float = 0.0,
+                 codes: NDArray[np.uint8], *, metric: str = "l2",
                  cost: HostCost | None = None) -> None:
         if codes.shape != (layout.npts, pq.n_chunks):
             raise UsageError(f"PQ codes of shape {codes.shape} do not match the index "
@@ -95,7 +95,6 @@ class DiskIndex:
         self.pq = pq
         self.codes = codes
         self.metric = metric
-        self.mips_norm = mips_norm
         self.cost = cost or HostCost()
         self._slot_bytes = layout.node_blocks * dev.block_size
 
@@ -104,21 +103,19 @@ class DiskIndex:
         return self.dev.clock()
 
     def query_row(self, query: np.ndarray) -> NDArray[np.float32]:
-        """The query as the stored rows see it (a 0 appended for metric "ip")."""
+        """The query as float32, checked against the index dimension."""
         q = np.asarray(query, dtype=np.float32).reshape(-1)
-        want = self.layout.ndims - (1 if self.metric == "ip" else 0)
-        if q.shape[0] != want:
-            raise UsageError(f"query has {q.shape[0]} dims, the index expects {want}")
-        return np.append(q, np.float32(0)) if self.metric == "ip" else q
-
-    def report(self, dists: NDArray[np.float32], q: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Stored-space L2 distances as the user's metric (``-<q, x>`` for "ip")."""
-        if self.metric == "ip":
-            return ((dists - self.mips_norm ** 2 - float(q @ q)) / 2.0).astype(np.float32)
-        return dists
+        if q.shape[0] != self.layout.ndims:
+            raise UsageError(f"query has {q.shape[0]} dims, the index expects "
+                             f"{self.layout.ndims}")
+        return q
 
     def exact(self, vec: np.ndarray, q: NDArray[np.float32]) -> float:
-        diff = vec.astype(np.float32) - q
+        """Full-precision distance of a node read from disk: squared L2 or ``-<q, x>``."""
+        v = vec.astype(np.float32)
+        if self.metric == "ip":
+            return -float(v @ q)
+        diff = v - q
         return float(diff @ diff)
 
     def pq_dists(self, table: NDArray[np.float32], ids: np.ndarray) -> NDArray[np.float32]:
@@ -150,5 +147,5 @@ class DiskIndex:
         top = full[:k]
         if top:
             ids[: len(top)] = [i for _, i in top]
-            dists[: len(top)] = self.report(np.array([d for d, _ in top], np.float32), q)
+            dists[: len(top)] = [d for d, _ in top]
         return ids, dists

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from labrig.drivers.block import BlockDevice
 from labrig.errors import UsageError
-from labrig.runtime.diskann.vamana import VamanaGraph, as_float_rows, check_data
+from labrig.runtime.diskann.vamana import VamanaGraph, check_data
 
 __all__ = [
     "META_FIELDS",
@@ -165,13 +165,6 @@ class DiskLayout:
         return out
 
 
-def stored_rows(data: np.ndarray, graph: VamanaGraph) -> np.ndarray:
-    """The rows a disk node stores: the data itself, or its MIPS transform for metric "ip"."""
-    if graph.metric == "ip":
-        return as_float_rows(data, "ip", graph.mips_norm)
-    return data
-
-
 def write_disk_index(dev: BlockDevice, data: np.ndarray, graph: VamanaGraph, *,
                      start_lba: int = 0,
                      progress: Callable[[int, int], None] | None = None) -> DiskLayout:
@@ -186,7 +179,7 @@ def write_disk_index(dev: BlockDevice, data: np.ndarray, graph: VamanaGraph, *,
     data = check_data(data)
     if graph.n != len(data):
         raise UsageError(f"graph has {graph.n} nodes but data has {len(data)} rows")
-    rows = np.ascontiguousarray(stored_rows(data, graph))
+    rows = data          # the vectors as given: uint8, int8 or float32, any metric
     if SECTOR_LEN % dev.block_size:
         raise UsageError(f"{dev.uri}: block size {dev.block_size} does not divide {SECTOR_LEN}")
     layout = DiskLayout(len(rows), rows.shape[1], rows.dtype, graph.R, graph.medoid, start_lba,

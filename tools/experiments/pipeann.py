@@ -33,7 +33,6 @@ from labrig.runtime.diskann.cost import HostCost
 from labrig.runtime.diskann.disk_index import DiskIndex
 from labrig.runtime.diskann.layout import DiskLayout, write_disk_index
 from labrig.runtime.diskann.pq import train_pq
-from labrig.runtime.diskann.vamana import as_float_rows
 from labrig.runtime.pipeann import PipeSearchParams, build_entry_graph, pipe_search
 from labrig.runtime.vecdata import brute_force_knn, clustered_vectors, load_dataset, recall_at_k
 from labrig.tools.experiments import experiment
@@ -142,9 +141,9 @@ def run(ctx: RunContext) -> ExperimentResult:
                              seed=ctx.seed)
         build_s = time.monotonic() - t0
         bar.update(1, "vamana built")
-        rows32 = as_float_rows(base, metric, graph.mips_norm)
+        rows32 = base.astype(np.float32)
         t0 = time.monotonic()
-        pq = train_pq(rows32, bytes_per_vector=PQ_BYTES, seed=ctx.seed)
+        pq = train_pq(rows32, metric=metric, bytes_per_vector=PQ_BYTES, seed=ctx.seed)
         codes = pq.encode(rows32)
         pq_s = time.monotonic() - t0
         del rows32
