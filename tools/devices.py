@@ -238,7 +238,23 @@ def _backends() -> list[dict[str, Any]]:
         out.append({"scheme": info.scheme, "summary": info.summary,
                     "available": reason is None, "reason": reason})
     out.extend(_cxl_backends())
+    out.extend(_verbs_backends())
     return out
+
+
+def _verbs_backends() -> list[dict[str, Any]]:
+    """RDMA verbs backends (the NIC model, pyverbs/rdma-core) with availability."""
+    try:
+        from labrig.drivers.verbs import available_backends
+
+        avail = available_backends()
+    except Exception as exc:   # never let one family take `labrig devices` down
+        return [{"scheme": "verbs", "summary": "verbs backend registry failed to load",
+                 "available": False, "reason": f"{type(exc).__name__}: {exc}"}]
+    summaries = {"emu": "RDMA verbs: the fabric's NIC model through its registers and rings",
+                 "pyverbs": "RDMA verbs: rdma-core through pyverbs (RDMA NICs, Soft-RoCE)"}
+    return [{"scheme": f"verbs:{name}", "summary": summaries.get(name, name),
+             "available": reason is None, "reason": reason} for name, reason in avail.items()]
 
 
 def _cxl_backends() -> list[dict[str, Any]]:

@@ -97,7 +97,8 @@ def _one_pair_gb_per_s() -> tuple[float, float]:
     return n / f.done_ns, topo.link("s0.nic0->tor0").bandwidth_Bps / 1e9
 
 
-@bench(NAME, title="GPU fabric: flow-model events per wall-second, one-pair bandwidth",
+@bench(NAME, title="GPU fabric: flow-model events and emulated verbs ops per wall-second, "
+                   "one-pair bandwidth",
        options={"flows": ("flows per workload (default 3000 quick, 30000 full)", "")})
 def run(ctx: RunContext) -> ExperimentResult:
     """Run the fabric bench; ``ctx.options['flows']`` overrides the flow count."""
@@ -109,11 +110,17 @@ def run(ctx: RunContext) -> ExperimentResult:
     gbps, line = _one_pair_gb_per_s()
     rows.append({"workload": "one pair, 1 GiB, s0.gpu0 -> s1.gpu0", "virtual_GB_per_s": gbps,
                  "nic_line_rate_GB_per_s": line})
+    from labrig.drivers.verbs._bench import verbs_ops_per_second
+
+    verbs = verbs_ops_per_second(5_000 if ctx.quick else 50_000, "cable")
+    rows.append({"workload": "verbs: RDMA WRITE 64 B + poll, 2 NICs on a cable", **verbs})
     res = ExperimentResult(NAME, ctx.quick, ctx.seed, {"fabric": "emu:dgx-a100x2"}, rows=rows)
     res.headline += [
         Headline("flow_events_per_wall_s", rows[0]["events_per_wall_s"], "events/s",
                  "a few 10k flows/s", "higher", "issue #8 brief",
                  "arrivals + departures, Poisson GPU-to-GPU traffic, 2 x DGX A100"),
+        Headline("verbs_ops_per_wall_s", verbs["ops_per_wall_s"], "ops/s", ">= 20,000",
+                 "higher", "issue #8 target", "post_send + poll, emu backend, one core"),
         Headline("one_pair_bandwidth", gbps, "GB/s", f"{line:g} (200 Gb/s ConnectX-6)",
                  "closer", "NVIDIA DGX A100 datasheet", "1 GiB, virtual time, incl. latency"),
     ]
