@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -113,7 +114,8 @@ def run_diskannpy(py: Path, workdir: Path, base: np.ndarray, queries: np.ndarray
     write_bin(qpath, queries)
     np.save(gpath, gt[:, :10])
     idx = workdir / "index"
-    idx.mkdir(exist_ok=True)
+    shutil.rmtree(idx, ignore_errors=True)      # DiskANN reuses stale PQ files otherwise
+    idx.mkdir()
     # DiskANN sizes PQ from the search-memory budget: floor(budget / npts) bytes per vector;
     # give it exactly pq_bytes per vector (+ half a byte against rounding down).
     search_gb = (pq_bytes + 0.5) * len(base) / 2**30
