@@ -148,10 +148,11 @@ class BlockQPair(Protocol):
     def poll(self, max_completions: int = 0, *, wait: bool = True) -> int:
         """Reap up to ``max_completions`` completions (0: all ready) and run their callbacks.
 
-        When nothing is ready and requests are outstanding, an emulated backend advances
-        virtual time to the next device event (the host spinning until something happens);
-        with ``wait=False`` it returns 0 instead, like a real backend always does.  Runtimes
-        that interleave their own work with polling (PipeANN) peek with ``wait=False``.
+        When nothing is ready and requests are outstanding, ``poll`` waits for the device: an
+        emulated backend advances virtual time to its next event (which may or may not complete
+        a request, so 0 can still come back), a real backend sleeps until at least one request
+        completes.  With ``wait=False`` it returns 0 at once instead: runtimes that interleave
+        their own work with polling (PipeANN) peek this way.
         """
         ...
 

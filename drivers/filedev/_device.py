@@ -362,8 +362,12 @@ class FileQPair(QPairChecks):
     # -- completion --------------------------------------------------------------------------
     def poll(self, max_completions: int = 0, *, wait: bool = True) -> int:
         """Reap finished requests (all ready ones when ``max_completions`` is 0), run their
-        callbacks, start queued ones; never blocks, whatever ``wait`` says (wall time moves
-        by itself)."""
+        callbacks, start queued ones.  With ``wait`` and nothing ready while requests are in
+        flight, first sleep until one finishes."""
+        if wait and not self._done and self._inflight and not self._in_poll:
+            with self._cv:
+                while not self._done:
+                    self._cv.wait(0.05)
         n = 0
         self._in_poll = True
         try:

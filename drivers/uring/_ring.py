@@ -39,6 +39,7 @@ int lr_reap32(lr_ring *r, uint64_t *user_data, int32_t *res, uint64_t *extra, un
 int lr_prep_cmd(lr_ring *r, int fd, int fixed_file, uint32_t cmd_op, const uint8_t *cmd,
                 unsigned cmd_len, uint64_t user_data);
 unsigned lr_sq_space(lr_ring *r);
+unsigned lr_cq_ready(lr_ring *r);
 int lr_probe_opcode(int opcode);
 static const int LR_OP_READ, LR_OP_WRITE, LR_OP_READ_FIXED, LR_OP_WRITE_FIXED, LR_OP_FSYNC,
     LR_OP_FALLOCATE, LR_OP_URING_CMD, LR_SETUP_SQPOLL, LR_SETUP_SQE128, LR_SETUP_CQE32,
@@ -233,6 +234,11 @@ int lr_submit(lr_ring *r, unsigned wait_nr) {
     int rc;
     do { rc = sys_enter(r->fd, n, wait_nr, flags); } while (rc < 0 && errno == EINTR);
     return rc < 0 ? -errno : rc;
+}
+
+/* CQEs ready to be reaped (acquire load of the tail). */
+unsigned lr_cq_ready(lr_ring *r) {
+    return __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE) - *r->cq_head;
 }
 
 /* Copy up to max ready CQEs out of the shared ring; no system call. */

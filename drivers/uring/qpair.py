@@ -303,14 +303,17 @@ class UringQPair(QPairChecks):
 
     # -- completion ------------------------------------------------------------------------------
     def poll(self, max_completions: int = 0, *, wait: bool = True) -> int:
-        """Reap ready completions from the shared CQ ring (no system call), run callbacks,
-        start queued requests.  Never blocks (a real device's time moves by itself)."""
+        """Reap ready completions from the shared CQ ring (no system call when some are
+        ready), run callbacks, start queued requests.  With ``wait`` and nothing ready while
+        requests are in flight, sleep in ``io_uring_enter(GETEVENTS)`` until one completes."""
         if self._in_poll:
             raise UsageError("poll() called from a completion callback of the same qpair")
         if self._closed:
             raise UsageError("queue pair is closed")
         if self._unsubmitted and not self._batching:
             self._submit()
+        if wait and self._inflight and not self._early and not self._cq_ready():
+            self._submit(wait_nr=1)
         limit = max_completions if max_completions > 0 else len(self._ud)
         n = 0
         self._in_poll = True
@@ -352,6 +355,9 @@ class UringQPair(QPairChecks):
             if not self._batching:
                 self._submit()
         return n
+
+    def _cq_ready(self) -> bool:
+        return bool(self._lib.lr_cq_ready(self._ring))
 
     def _finish(self, tag: int, res: int, dw0: int = 0) -> None:
         req, expect, sqe = self._reqs.pop(tag)

@@ -15,7 +15,6 @@ Writes destroy data: write workloads run on emulated devices and regular files o
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import shutil
@@ -63,6 +62,9 @@ FULL_QDS = (1, 2, 4, 8, 16, 32, 64, 128)
 QUICK_SECONDS, FULL_SECONDS = 1.0, 5.0
 QUICK_MAX_IOS, FULL_MAX_IOS = 20_000, 200_000
 REAL_MAX_IOS = 10**12
+#: completions reaped per poll before refilling the queue (measured: 4 reaches ~0.9-0.97 of
+#: fio at QD32 where reaping everything ready reached ~0.7)
+REAP_BATCH = 4
 #: LBAs are drawn this many at a time
 ORDER_CHUNK = 65_536
 DEFAULT_DEVICE = "emu:nvme?capacity=1G&lba=4096"
@@ -99,11 +101,7 @@ def run_point(dev: BlockDevice, wl: Workload, qd: int, seconds: float, max_ios: 
     free: list[int] = list(range(qd))
     errors = [0]
 
-    inflight: collections.deque[Any] = collections.deque()
-
     def done(req: Any) -> None:
-        while inflight and inflight[0].done:
-            inflight.popleft()
         if req.error is not None:
             errors[0] += 1
         lat.append(req.latency_ns)
@@ -119,16 +117,14 @@ def run_point(dev: BlockDevice, wl: Workload, qd: int, seconds: float, max_ios: 
                 with qp.batch():
                     while free and issued < max_ios:
                         slot = free.pop()
-                        inflight.append(submit(buf, next(order) * nblk, nblk,
-                                               buf_offset=slot * wl.io_bytes, callback=done,
-                                               context=slot))
+                        submit(buf, next(order) * nblk, nblk, buf_offset=slot * wl.io_bytes,
+                               callback=done, context=slot)
                         issued += 1
             if len(lat) >= issued and (issued >= max_ios or dev.clock() >= deadline):
                 break
-            if qp.poll() == 0 and inflight:
-                oldest = inflight[0]
-                if not oldest.done:
-                    qp.wait(oldest)          # sleep in the backend until it lands
+            # reap a few, then refill: resubmitting after every small batch keeps the queue
+            # full (reaping all 32 first left slots idle while Python ran 32 callbacks)
+            qp.poll(REAP_BATCH)
         elapsed = max(1, dev.clock() - t0)
     finally:
         qp.wait()
@@ -213,7 +209,8 @@ def run(ctx: RunContext) -> ExperimentResult:
         engine = getattr(dev, "engine", "emulated")
         res.notes.append(f"engine: {engine}; clock: "
                          f"{'virtual' if uri.startswith('emu:') else 'wall'}; "
-                         f"{seconds:g} s or {max_ios:,} I/Os per point")
+                         + (f"{seconds:g} s or {max_ios:,} I/Os per point" if uri.startswith("emu:")
+                        else f"{seconds:g} s per point"))
         with Progress(len(chosen) * len(qds) * (2 if vs_fio else 1), NAME,
                       enabled=ctx.progress) as bar:
             for wl in chosen:
