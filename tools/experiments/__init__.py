@@ -23,6 +23,7 @@ EXPERIMENT_MODULES = [
     "labrig.tools.experiments.cxl_fidelity",
     "labrig.tools.experiments.quake",
     "labrig.tools.experiments.pipeann",
+    "labrig.tools.experiments.fuselink",
 ]
 
 
