@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labrig.drivers.block import BlockQPair, IoBuffer
 from labrig.errors import ConfigError, UsageError
 from labrig.runtime.diskann.disk_index import (
+    MAX_N_SECTOR_READS,
     CandidatePool,
     DiskIndex,
     DiskSearchResult,
@@ -43,8 +45,8 @@ def beam_search(index: DiskIndex, queries: np.ndarray, k: int, *,
     p = check_params(params, BeamSearchParams, BeamSearchParams())
     if p.L < k or k < 1:
         raise ConfigError("beam_search", "L", p.L, f">= k ({k}) >= 1")
-    if p.W < 1:
-        raise ConfigError("beam_search", "W", p.W, ">= 1")
+    if not 1 <= p.W <= MAX_N_SECTOR_READS:
+        raise ConfigError("beam_search", "W", p.W, f"1..{MAX_N_SECTOR_READS}")
     queries = np.atleast_2d(np.asarray(queries))
     if queries.ndim != 2:
         raise UsageError(f"queries must be 2-D, got shape {queries.shape}")
@@ -63,8 +65,10 @@ def beam_search(index: DiskIndex, queries: np.ndarray, k: int, *,
     return out
 
 
-def _search_one(index: DiskIndex, qp, buf, slots, query, k: int,
+def _search_one(index: DiskIndex, qp: BlockQPair, buf: IoBuffer, slots: list[int],
+                query: np.ndarray, k: int,
                 p: BeamSearchParams) -> tuple[np.ndarray, np.ndarray, QueryStats]:
+    """One query: PipeANN ``disk_iterate_to_fixed_point_v`` with ``mem_L = 0`` (medoid entry)."""
     dev, cost, lay = index.dev, index.cost, index.layout
     st = QueryStats(max_width=p.W)
     t0 = dev.clock()
@@ -78,6 +82,7 @@ def _search_one(index: DiskIndex, qp, buf, slots, query, k: int,
     full: list[tuple[float, int]] = []
     kpos = 0
     while kpos < len(pool):
+        # Up to W unexpanded candidates from position k on become the frontier.
         frontier = []
         pos = kpos
         while pos < len(pool) and len(frontier) < p.W:
@@ -88,29 +93,22 @@ def _search_one(index: DiskIndex, qp, buf, slots, query, k: int,
             pos += 1
         if not frontier:
             break
-        reqs = [index.read_node(qp, buf, slots[j], node) for j, node in enumerate(frontier)]
+        reqs = []
+        for j, node in enumerate(frontier):       # submit each read, paying its host cost
+            reqs.append(index.read_node(qp, buf, slots[j], node))
+            dev.spend(int(cost.io_ns))
         st.ios += len(reqs)
-        qp.wait(reqs)
+        qp.wait(reqs)                             # the round trip: wait for every read
         for r in reqs:
             r.result()
         nk = len(pool)
-        work = len(reqs) * cost.io_ns
+        work = 0.0
         for j, node in enumerate(frontier):
             vec, nbrs = index.parse(buf, slots[j], node)
-            full.append((index.exact(vec, q), node))
-            st.hops += 1
-            fresh = [int(v) for v in nbrs if int(v) not in visited]
-            visited.update(fresh)
-            work += cost.exact(lay.ndims) + len(nbrs) * cost.visit_ns
-            if fresh:
-                dists = index.pq_dists(table, np.array(fresh))
-                st.dist_comps += len(fresh)
-                work += cost.pq(index.pq.n_chunks, len(fresh))
-                for v, d in zip(fresh, dists.tolist()):
-                    r_pos = pool.insert(v, d)
-                    if r_pos < nk:
-                        nk = r_pos
+            best, w = index.expand(node, vec, nbrs, q, table, visited, pool, full, st)
+            nk, work = min(nk, best), work + w
         dev.spend(int(work))
+        # DiskANN: restart from the best position this round changed, else move on by one.
         kpos = nk if nk <= kpos else kpos + 1
     ids, dists = index.finish(full, k, q)
     st.latency_ns = dev.clock() - t0

@@ -19,12 +19,22 @@ from labrig.runtime.diskann.cost import HostCost
 from labrig.runtime.diskann.layout import DiskLayout
 from labrig.runtime.diskann.pq import PQCodebook
 
-__all__ = ["CandidatePool", "DiskIndex", "DiskSearchResult", "QueryStats"]
+__all__ = ["MAX_N_SECTOR_READS", "CandidatePool", "DiskIndex", "DiskSearchResult", "QueryStats"]
+
+#: DiskANN/PipeANN ``include/defs.h``: the most node reads one query may have outstanding (the
+#: beam width limit, and the size of each query's sector scratch).
+MAX_N_SECTOR_READS = 128
 
 
 @dataclass
 class QueryStats:
-    """What one query did; latency on the device's clock (virtual or wall ns)."""
+    """What one query did; latency on the device's clock (virtual or wall ns).
+
+    ``ios``: node reads issued; ``wasted``: reads whose node, when it arrived, was no better
+    than the pool's current last (L-th) entry (PipeANN's ``n_out``; beam search, which waits
+    for every read before it changes the pool, has none); ``hops``: nodes expanded;
+    ``dist_comps``: PQ distances computed; ``max_width``: the largest pipeline width used.
+    """
 
     ios: int = 0
     wasted: int = 0
@@ -69,7 +79,12 @@ class CandidatePool:
         return pos
 
     def worst(self) -> float:
+        """The distance a newcomer must beat once the pool is full (inf before)."""
         return self.dists[-1] if len(self.ids) == self.L else float("inf")
+
+    def last(self) -> float:
+        """The pool's current last distance, full or not (PipeANN's ``retset[cur_list_size-1]``)."""
+        return self.dists[-1] if self.ids else float("inf")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -137,6 +152,31 @@ class DiskIndex:
         raw = buf.view[offset:offset + self._slot_bytes]
         vec, nbrs = self.layout.parse_node(raw, node)
         return vec.copy(), nbrs.copy()
+
+    def expand(self, node: int, vec: np.ndarray, nbrs: np.ndarray, q: NDArray[np.float32],
+               table: NDArray[np.float32], visited: set[int], pool: CandidatePool,
+               full: list[tuple[float, int]], st: QueryStats) -> tuple[int, float]:
+        """Expand one node read from disk, as both searches do; return (best pool position
+        a neighbour was inserted at, or ``len(pool)``; modelled host ns of the work).
+
+        DiskANN ``disk_iterate_to_fixed_point`` / PipeANN ``calc_best_node``: the node's exact
+        distance from its on-disk vector goes into ``full`` (the re-rank list); its neighbours
+        not seen before are marked visited, scored by PQ and offered to the pool.
+        """
+        cost = self.cost
+        full.append((self.exact(vec, q), node))
+        st.hops += 1
+        fresh = [v for v in nbrs.tolist() if v not in visited]
+        visited.update(fresh)
+        work = cost.exact(self.layout.ndims) + len(nbrs) * cost.visit_ns
+        best = len(pool)
+        if fresh:
+            dists = self.pq_dists(table, np.array(fresh, dtype=np.int64))
+            st.dist_comps += len(fresh)
+            work += cost.pq(self.pq.n_chunks, len(fresh))
+            for v, d in zip(fresh, dists.tolist()):
+                best = min(best, pool.insert(v, d))
+        return best, work
 
     def finish(self, full: list[tuple[float, int]], k: int,
                q: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:

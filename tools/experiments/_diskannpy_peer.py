@@ -26,12 +26,15 @@ import numpy as np
 from labrig.errors import BackendUnavailable
 from labrig.runtime.vecdata import write_bin
 
-__all__ = ["PEER_NUMPY", "PEER_PACKAGE", "peer_python", "run_diskannpy"]
+__all__ = ["INDEX_PREFIX", "PEER_NUMPY", "PEER_PACKAGE", "peer_python", "run_diskannpy"]
 
 PEER_PACKAGE = "diskannpy==0.7.0"
 PEER_NUMPY = "numpy==1.26.4"
 #: StaticDiskIndex(num_threads=1) hangs while loading (issue 4); 2 is the smallest that works.
 LOAD_THREADS = 2
+
+#: diskannpy's default ``index_prefix``: files ``ann_disk.index``, ``ann_pq_pivots.bin`` ...
+INDEX_PREFIX = "ann"
 
 _MARK = "LABRIG_RESULT "
 _SCRIPT = r"""
@@ -60,7 +63,8 @@ for L in cfg["Ls"]:
         lat.append(time.perf_counter_ns() - t)
         found.append(np.asarray(r.identifiers)[:10])
     hit = np.mean([len(set(f.tolist()) & set(g.tolist())) / 10 for f, g in zip(found, gt)])
-    rows.append({"L": L, "recall": float(hit), "lat_ns": lat})
+    rows.append({"L": L, "recall": float(hit), "lat_ns": lat,
+                 "ids": [f.astype(np.int64).tolist() for f in found]})
 print("LABRIG_RESULT " + json.dumps({"build_s": build_s, "rows": rows}))
 """
 
@@ -130,7 +134,9 @@ def run_diskannpy(py: Path, workdir: Path, base: np.ndarray, queries: np.ndarray
         raise BackendUnavailable("diskannpy", f"peer run failed: {out.stderr.strip()[-400:]}")
     for line in reversed(out.stdout.splitlines()):       # diskannpy logs on stdout too
         if line.startswith(_MARK):
-            return json.loads(line[len(_MARK):])
+            res = json.loads(line[len(_MARK):])
+            res["index_prefix"] = str(idx / INDEX_PREFIX)     # its DiskANN files, for reuse
+            return res
     raise BackendUnavailable("diskannpy", f"peer printed no result: {out.stdout[-300:]}")
 
 

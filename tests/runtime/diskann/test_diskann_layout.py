@@ -1,5 +1,7 @@
 """DiskANN disk layout through BlockDevice: round trip, DiskANN bytes, bad and truncated indexes."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,9 @@ from labrig.runtime.diskann import build_vamana
 from labrig.runtime.diskann.layout import (
     SECTOR_LEN,
     IndexFormatError,
+    copy_disk_index,
+    export_disk_index,
+    import_disk_index,
     open_disk_index,
     write_disk_index,
 )
@@ -109,7 +114,8 @@ def _corrupt(dev, offset, value, dtype):
     (8 + 8 * 3, 99, "<u8", "max_node_len"),
     (8 + 8 * 4, 3, "<u8", "nnodes_per_sector"),
     (8 + 8 * 2, 10**6, "<u8", "medoid"),
-    (8, 10**7, "<u8", "truncated"),
+    (8, 10**7, "<u8", "file_size field"),
+    (8 + 8 * 8, 4096 * 3 + 1, "<u8", "file_size field"),
 ])
 def test_corrupt_metadata_is_a_clear_error(small, offset, value, dtype, words):
     x, g = small
@@ -152,3 +158,60 @@ def test_corrupt_neighbour_list_is_caught_when_parsed(small):
     buf[vlen:vlen + 4] = np.array([layout.R + 1], "<u4").view(np.uint8)
     with pytest.raises(IndexFormatError, match="more than R"):
         layout.parse_node(buf, 0)
+
+
+def test_export_writes_exactly_diskanns_file_and_import_reads_it_back(small, tmp_path):
+    x, g = small
+    path = tmp_path / "ann_disk.index"
+    with open_block_device("emu:nvme?capacity=8M&lba=4096") as dev:
+        layout = write_disk_index(dev, x, g, start_lba=3)
+        export_disk_index(dev, path, np.uint8, start_lba=3)
+        with pytest.raises(UsageError, match="exists"):
+            export_disk_index(dev, path, np.uint8, start_lba=3)
+    assert path.read_bytes() == _diskann_bytes(x, g)
+    with open_block_device("emu:nvme?capacity=8M&lba=512") as dev:
+        back = import_disk_index(path, dev, np.uint8, start_lba=16)
+        assert (back.npts, back.ndims, back.R, back.medoid) == (layout.npts, layout.ndims,
+                                                                layout.R, layout.medoid)
+        vecs, nbrs = _read_all(dev, back)
+    np.testing.assert_array_equal(vecs, x)
+    assert all(np.array_equal(nbrs[i], g.edges(i)) for i in range(len(x)))
+    # The exported file is itself a file: device holding the index.
+    with open_block_device(f"file:{path}?ro=1") as dev:
+        assert open_disk_index(dev, np.uint8) == replace(back, start_lba=0, block_size=4096)
+
+
+def test_reorder_metadata_fields_are_accepted_and_copied(small):
+    """DiskANN with append_reorder_data writes more u64 fields; file_size is always last."""
+    x, g = small
+    with open_block_device("emu:nvme?capacity=8M&lba=4096") as src, \
+            open_block_device("emu:nvme?capacity=8M&lba=512") as dst:
+        layout = write_disk_index(src, x, g)
+        extra = layout.file_size + SECTOR_LEN          # one sector of "reorder data"
+        _corrupt(src, 0, 12, "<u4")                    # nr: 9 -> 12 fields
+        _corrupt(src, 8 + 8 * 11, extra, "<u8")        # file_size moves to field 12
+        assert open_disk_index(src, np.uint8) == layout
+        copied = copy_disk_index(src, dst, np.uint8)
+        assert copied.npts == layout.npts and dst.num_blocks * 512 >= extra
+
+
+def test_import_rejects_files_that_are_not_whole_sectors(tmp_path):
+    bad = tmp_path / "bad_disk.index"
+    bad.write_bytes(b"\0" * (SECTOR_LEN + 100))
+    with open_block_device("emu:nvme?capacity=1M&lba=4096") as dev:
+        with pytest.raises(IndexFormatError, match="bad_disk.index.*whole number"):
+            import_disk_index(bad, dev, np.uint8)
+        bad.write_bytes(b"\0" * SECTOR_LEN)
+        with pytest.raises(IndexFormatError, match="not a DiskANN disk index"):
+            import_disk_index(bad, dev, np.uint8)
+        with pytest.raises(UsageError, match="no such"):
+            import_disk_index(tmp_path / "missing", dev, np.uint8)
+
+
+def test_destination_too_small_for_a_copy_is_named(small):
+    x, g = small
+    with open_block_device("emu:nvme?capacity=8M&lba=4096") as src, \
+            open_block_device("emu:nvme?capacity=16K&lba=4096") as dst:
+        write_disk_index(src, x, g)
+        with pytest.raises(UsageError, match="needs"):
+            copy_disk_index(src, dst, np.uint8)
