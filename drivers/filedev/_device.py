@@ -71,6 +71,8 @@ FALLOC_FL_PUNCH_HOLE = 0x02
 #: O_DIRECT needs buffer, offset and length aligned to the logical block size of the file
 #: system; 512 covers every Linux file system, the page covers every buffer we allocate
 DIRECT_ALIGN = 512
+#: sleep between non-blocking polls while waiting with a timeout
+WAIT_SLICE_S = 50e-6
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _fallocate = getattr(_libc, "fallocate", None)
@@ -168,7 +170,8 @@ def _status_of(exc: OSError) -> str:
 
 
 class QPairChecks:
-    """Argument checks every ``file:`` queue pair shares (thread pool and io_uring engines)."""
+    """What every host queue pair shares (thread pool, io_uring, NVMe passthrough): argument
+    checks, the read/write/trim/write-zeroes entry points, ``wait`` and context management."""
 
     dev: FileBlockDevice
 
@@ -235,6 +238,42 @@ class QPairChecks:
                      context: Any = None) -> IoRequest:
         """Zero the range (deallocating it where the device or file system can)."""
         return self._dealloc(IoKind.WRITE_ZEROES, lba, nblocks, callback, context)
+
+    def poll(self, max_completions: int = 0, *, wait: bool = True) -> int:
+        raise TypeError(f"{type(self).__name__} must define poll")
+
+    def wait(self, reqs: IoRequest | list[IoRequest] | None = None,
+             timeout_ns: int | None = None) -> None:
+        """Poll until ``reqs`` (default: everything outstanding) complete, sleeping in the
+        backend (``poll(wait=True)``) while nothing is ready.
+
+        Raises
+        ------
+        TimeoutError
+            Not done after ``timeout_ns`` wall nanoseconds.
+        """
+        if isinstance(reqs, IoRequest):
+            reqs = [reqs]
+        deadline = None if timeout_ns is None else time.monotonic_ns() + timeout_ns
+
+        def pending() -> bool:
+            if reqs is None:
+                return self.outstanding > 0
+            return any(not r.done for r in reqs)
+
+        while pending():
+            if deadline is None:
+                self.poll()
+                continue
+            if self.poll(wait=False) == 0 and pending():
+                if time.monotonic_ns() > deadline:
+                    raise TimeoutError(f"{self.outstanding} requests still outstanding on "
+                                       f"{self.dev.uri} after {timeout_ns} ns")
+                time.sleep(WAIT_SLICE_S)
+
+    @property
+    def outstanding(self) -> int:
+        raise TypeError(f"{type(self).__name__} must define outstanding")
 
     def __enter__(self) -> Any:
         return self
@@ -390,33 +429,6 @@ class FileQPair(QPairChecks):
         if self._closing and not self._closed:
             self._finish_close()
         return n
-
-    def wait(self, reqs: IoRequest | list[IoRequest] | None = None,
-             timeout_ns: int | None = None) -> None:
-        """Poll until ``reqs`` (default: everything outstanding) complete.
-
-        Raises
-        ------
-        TimeoutError
-            Not done after ``timeout_ns`` wall nanoseconds.
-        """
-        if isinstance(reqs, IoRequest):
-            reqs = [reqs]
-        deadline = None if timeout_ns is None else time.monotonic_ns() + timeout_ns
-
-        def pending() -> bool:
-            if reqs is None:
-                return self._outstanding > 0
-            return any(not r.done for r in reqs)
-
-        while pending():
-            if self.poll() == 0:
-                with self._cv:
-                    if not self._done:
-                        self._cv.wait(0.05)
-            if deadline is not None and time.monotonic_ns() > deadline and pending():
-                raise TimeoutError(f"{self._outstanding} requests still outstanding on "
-                                   f"{self.dev.uri} after {timeout_ns} ns")
 
     def close(self) -> None:
         """Finish outstanding requests, stop the threads; from a callback, after ``poll``."""

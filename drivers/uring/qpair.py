@@ -397,35 +397,6 @@ class UringQPair(QPairChecks):
             err.__cause__ = BackendError(str(exc), exc.errno if exc else 0)
         req._complete(self.dev.clock(), status or "OK", err)
 
-    def wait(self, reqs: IoRequest | list[IoRequest] | None = None,
-             timeout_ns: int | None = None) -> None:
-        """Reap until ``reqs`` (default: everything outstanding) complete, sleeping in
-        ``io_uring_enter(GETEVENTS)`` when nothing is ready.
-
-        Raises
-        ------
-        TimeoutError
-            Not done after ``timeout_ns`` wall nanoseconds.
-        """
-        if isinstance(reqs, IoRequest):
-            reqs = [reqs]
-        deadline = None if timeout_ns is None else time.monotonic_ns() + timeout_ns
-
-        def pending() -> bool:
-            if reqs is None:
-                return self._outstanding > 0
-            return any(not r.done for r in reqs)
-
-        while pending():
-            if self.poll() == 0 and pending():
-                if self._inflight and deadline is None:
-                    self._submit(wait_nr=1)
-                elif deadline is not None:
-                    if time.monotonic_ns() > deadline:
-                        raise TimeoutError(f"{self._outstanding} requests still outstanding "
-                                           f"on {self.dev.uri} after {timeout_ns} ns")
-                    time.sleep(0)
-
     def close(self) -> None:
         """Finish outstanding requests, then tear the ring down.  Idempotent."""
         if self._closed:
