@@ -3,8 +3,11 @@ every payload intact, FuseLink ahead for one pair, headline and PNG written."""
 
 from __future__ import annotations
 
+import os
+
 from labrig.tools.experiments import get_experiment
 from labrig.tools.experiments import fuselink as exp
+from labrig.tools.plot import have_matplotlib
 from labrig.tools.results import RunContext
 
 
@@ -24,6 +27,7 @@ def test_fuselink_experiment_smoke(tmp_path, monkeypatch):
     names = {h.metric for h in res.headline}
     assert {"fuselink_one_pair_GBps", "fuselink_over_baseline_one_pair",
             "fuselink_over_baseline_all_pairs"} <= names
-    assert res.plots and all((tmp_path / p).exists() or __import__("os").path.exists(p)
-                             for p in res.plots)
+    if have_matplotlib():            # the test extra has no matplotlib: no PNG then
+        assert res.plots and all((tmp_path / p).exists() or os.path.exists(p)
+                                 for p in res.plots)
     res.to_json()
