@@ -24,7 +24,7 @@ from labrig.errors import UsageError
 from labrig.runtime.quake._betainc import CapTable
 from labrig.runtime.quake._calibrate import calibrate_cap_dim
 from labrig.runtime.quake._cost import AccessTracker, CostModel, ScanLatency
-from labrig.runtime.quake._kernel import kernel
+from labrig.runtime.quake._kernel import ApsPool, kernel
 from labrig.runtime.quake._level import Level
 from labrig.runtime.quake._maintenance import MaintenanceReport, run_maintenance
 from labrig.runtime.quake._params import QuakeConfig, QuakeParams
@@ -85,6 +85,9 @@ class QuakeIndex:
         self._set_cap_dim(self.config.cap_dim or d)
         self._workers = [ThreadPoolExecutor(1, thread_name_prefix=f"quake-w{i}")
                          for i in range(self.config.n_workers)]
+        # single-query APS scans on all workers at once (§6); batches split by query instead
+        self._aps_pool = (ApsPool(self._kernel, self.config.n_workers)
+                          if self.config.n_workers > 1 else None)
         self.last_report: MaintenanceReport | None = None
 
     # ------------------------------------------------------------------ properties
@@ -382,6 +385,9 @@ class QuakeIndex:
         for w in self._workers:
             w.shutdown(wait=True)
         self._workers = []
+        if self._aps_pool is not None:
+            self._aps_pool.close()
+            self._aps_pool = None
 
     def __enter__(self) -> QuakeIndex:
         return self

@@ -10,8 +10,10 @@ Fixed nprobe: the nprobe nearest level-0 centroids (ranked exactly), then every 
 partition) pair is scanned by the worker that owns the partition, ``pid mod W`` (§6
 affinity), into that worker's own top-k buffers; the buffers are merged at the end.  APS
 batches are spread over the workers by query, as the public code's ``parallel_for`` over
-queries does; a single query runs on the calling thread (at the partition sizes of this
-reproduction a thread hand-off costs more than a partition scan).
+queries does.  A single query's level-0 APS runs on every worker at once (§6, Algorithm 2;
+``qk_aps_par``): candidate partitions belong to worker ``pid mod W``, an idle worker steals,
+and the estimate is re-evaluated at every merge.  Its workers are C threads
+(:class:`._kernel.ApsPool`): a Python thread hand-off costs about as much as a whole scan.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from labrig.runtime.quake._kernel import ApsPool
 from labrig.runtime.quake._level import Level
 from labrig.runtime.quake._scan import merge_topk
 
@@ -70,8 +73,11 @@ def _nearest(index: QuakeIndex, ffi: Any, lib: Any, v: Any, qc: Any, qn: float, 
 
 
 def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, qn: float,
-               k: int, target: float) -> tuple[F32, I64, list[I64]]:
-    """APS descent for one query; returns (distances, ids, scanned pids per level)."""
+               k: int, target: float, pool: ApsPool | None) -> tuple[F32, I64, list[I64]]:
+    """APS descent for one query; returns (distances, ids, scanned pids per level).
+
+    With ``pool``, level 0 -- where nearly all the scanning is -- runs on all the pool's
+    workers, each candidate partition owned by worker ``pid mod W`` (§6 affinity)."""
     levels = index._levels
     cfg = index.config
     qc = ffi.from_buffer("float[]", q)
@@ -85,9 +91,15 @@ def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, 
         tgt = target if lv == 0 else cfg.upper_recall_target
         m = len(slots)
         s = _Scratch(ffi, kk, max(m, 1))
-        lib.qk_aps(qc, qn, index.d, kk, m, ffi.from_buffer("int32_t[]", slots),
-                   ffi.from_buffer("float[]", dists), ffi.from_buffer("float[]", v.cent),
-                   v.parts, cap[0], cap[1], tgt, cfg.recompute_threshold, *s.c)
+        args = (qc, qn, index.d, kk, m, ffi.from_buffer("int32_t[]", slots),
+                ffi.from_buffer("float[]", dists), ffi.from_buffer("float[]", v.cent),
+                v.parts, cap[0], cap[1], tgt, cfg.recompute_threshold, *s.c)
+        if lv == 0 and pool is not None and m > 1:
+            owner = (v.pids[slots] % pool.width).astype(np.int32)
+            with pool.lock:
+                lib.qk_aps_par(pool.ptr, ffi.from_buffer("int32_t[]", owner), *args)
+        else:
+            lib.qk_aps(*args)
         scanned[lv] = v.pids[slots[np.flatnonzero(s.scanned[:m])]]
         cnt = int(s.cnt[0])
         if lv == 0:
@@ -112,14 +124,17 @@ def aps_batch(index: QuakeIndex, q: F32, k: int, target: float, *, record: bool 
     out_i = np.full((len(q), k), -1, np.int64)
     scans: list[list[I64]] = [[] for _ in range(len(q))]
 
+    w = index._width
+    single = len(q) == 1 or w <= 1
+    pool = index._aps_pool if single else None
+
     def run(rows: range) -> None:
         for r in rows:
-            d, i, sc = _aps_query(index, ffi, lib, views, q[r], float(qn[r]), k, target)
+            d, i, sc = _aps_query(index, ffi, lib, views, q[r], float(qn[r]), k, target, pool)
             out_d[r, :len(d)], out_i[r, :len(i)] = d, i
             scans[r] = sc
 
-    w = index._width
-    if len(q) == 1 or w <= 1:
+    if single:
         run(range(len(q)))
     else:
         step = math.ceil(len(q) / w)
