@@ -24,13 +24,20 @@ __all__ = ["Level", "LevelView", "Partition"]
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
 BROADCAST_MAX = 1 << 16   # delete: compare all pairs below this many, else np.isin (sorts)
+MIN_CAPACITY = 16         # rows of a partition's first spare capacity
 
 
 class Partition:
     """A centroid, the items assigned to it (``x`` (s, d) float32, ``ids`` (s,) int64) and
-    their squared norms (kept so a scan is one dot product per item)."""
+    their squared norms (kept so a scan is one dot product per item).
 
-    __slots__ = ("centroid", "ids", "norms", "x")
+    Inserts append to the end of a partition (§3); the arrays keep spare capacity that
+    doubles when full, like a ``std::vector``, so a batch of inserts costs the rows it adds
+    rather than a copy of every partition it touches.  ``x``, ``ids`` and ``norms`` are
+    views of the first ``size`` rows; assigning all three (same length) replaces them.
+    """
+
+    __slots__ = ("_ids", "_n", "_norms", "_x", "centroid")
 
     def __init__(self, centroid: F32, x: F32, ids: I64) -> None:
         self.centroid = np.ascontiguousarray(centroid, np.float32)
@@ -39,15 +46,47 @@ class Partition:
         self.norms = (self.x * self.x).sum(1, dtype=np.float32)
 
     @property
+    def x(self) -> F32:
+        return self._x[:self._n]
+
+    @x.setter
+    def x(self, v: F32) -> None:
+        self._x, self._n = np.ascontiguousarray(v, np.float32), len(v)
+
+    @property
+    def ids(self) -> I64:
+        return self._ids[:self._n]
+
+    @ids.setter
+    def ids(self, v: I64) -> None:
+        self._ids, self._n = np.ascontiguousarray(v, np.int64), len(v)
+
+    @property
+    def norms(self) -> F32:
+        return self._norms[:self._n]
+
+    @norms.setter
+    def norms(self, v: F32) -> None:
+        self._norms, self._n = np.ascontiguousarray(v, np.float32), len(v)
+
+    @property
     def size(self) -> int:
-        return int(self.ids.shape[0])
+        return self._n
 
     def append(self, x: F32, ids: I64, norms: F32 | None = None) -> None:
         """Add items at the end (inserts go to the end of their partition, §3)."""
-        self.x = np.concatenate([self.x, x])
-        self.ids = np.concatenate([self.ids, ids])
-        self.norms = np.concatenate([self.norms, (x * x).sum(1, dtype=np.float32)
-                                     if norms is None else norms])
+        n, m = self._n, len(ids)
+        if n + m > len(self._ids):
+            cap = max(2 * len(self._ids), n + m, MIN_CAPACITY)
+            bx = np.empty((cap, self._x.shape[1]), np.float32)
+            bi = np.empty(cap, np.int64)
+            bn = np.empty(cap, np.float32)
+            bx[:n], bi[:n], bn[:n] = self.x, self.ids, self.norms
+            self._x, self._ids, self._norms = bx, bi, bn
+        self._x[n:n + m] = x
+        self._ids[n:n + m] = ids
+        self._norms[n:n + m] = (x * x).sum(1, dtype=np.float32) if norms is None else norms
+        self._n = n + m
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
         """Compact the partition to the rows where ``mask`` is true (deletes, §3)."""

@@ -38,6 +38,10 @@ I64 = NDArray[np.int64]
 # Below this much scan work (multiply-adds) a batch runs on the calling thread: handing jobs
 # to worker threads costs tens of µs, about what the C kernel needs for ~1 M multiply-adds.
 PARALLEL_MIN_MACS = 1 << 20
+# A single query shares its level-0 APS with the pool above this much expected scan work
+# (measured: about break-even at 64 k multiply-adds on a 2-core host).
+PARALLEL_APS_MIN_MACS = 1 << 16
+PARALLEL_EXPECT_PARTS = 4
 
 
 def n_candidates(index: QuakeIndex, level: Level) -> int:
@@ -72,6 +76,14 @@ def _nearest(index: QuakeIndex, ffi: Any, lib: Any, v: Any, qc: Any, qn: float, 
     return slots[:got], dists[:got]
 
 
+def _worth_parallel(index: QuakeIndex, level: Level, ncand: int) -> bool:
+    """Whether one query's level-0 scan is big enough to share: waking the pool and merging
+    under its lock cost ~10-20 µs, so a query expected to scan less (mean partition size
+    times a few partitions) runs on the calling thread."""
+    mean_size = level.ntotal / max(level.nlist, 1)
+    return index.d * mean_size * min(ncand, PARALLEL_EXPECT_PARTS) >= PARALLEL_APS_MIN_MACS
+
+
 def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, qn: float,
                k: int, target: float, pool: ApsPool | None) -> tuple[F32, I64, list[I64]]:
     """APS descent for one query; returns (distances, ids, scanned pids per level).
@@ -94,7 +106,7 @@ def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, 
         args = (qc, qn, index.d, kk, m, ffi.from_buffer("int32_t[]", slots),
                 ffi.from_buffer("float[]", dists), ffi.from_buffer("float[]", v.cent),
                 v.parts, cap[0], cap[1], tgt, cfg.recompute_threshold, *s.c)
-        if lv == 0 and pool is not None and m > 1:
+        if lv == 0 and pool is not None and m > 1 and _worth_parallel(index, levels[0], m):
             owner = (v.pids[slots] % pool.width).astype(np.int32)
             with pool.lock:
                 lib.qk_aps_par(pool.ptr, ffi.from_buffer("int32_t[]", owner), *args)
