@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from labrig.hw._clock import Event
     from labrig.hw._platform import Platform
 
-__all__ = ["Flow", "FlowNetwork", "FlowState"]
+__all__ = ["FabricModel", "Flow", "FlowNetwork", "FlowState"]
 
 #: Topologies with more links than this hand the max-min kernel only the links in use.
 COMPACT_ABOVE_LINKS = 512
@@ -116,7 +116,94 @@ class Flow:
                 f"state={self.state.value})")
 
 
-class FlowNetwork:
+class FabricModel:
+    """What every network model of a :class:`Topology` shares: checked transfers, link state,
+    delivery and failure callbacks, ``stats`` and ``observers``.  :class:`FlowNetwork` (max-min
+    flows) and :class:`~labrig.hw.fabric.congestion.QueueNetwork` (per-link queues with ECN, PFC
+    and DCQCN) build on it, so callers can swap one for the other."""
+
+    STAT_KEYS: tuple[str, ...] = ("arrivals", "departures", "deliveries", "failures")
+
+    def __init__(self, platform: Platform, topology: Topology) -> None:
+        self.plat = platform
+        self.topology = topology
+        self._link_index = {name: ln.index for name, ln in topology.links.items()}
+        self._bw = np.asarray(topology.bandwidth_Bps, dtype=np.float64) / NS_PER_S  # bytes/ns
+        self._up = np.ones(len(topology.links), dtype=bool)
+        self._landing: dict[int, Flow] = {}
+        self._next_id = 0
+        self.stats = dict.fromkeys(self.STAT_KEYS, 0)
+        self.observers: list[Callable[[FabricModel], None]] = []
+
+    def _new_flow(self, src: str, dst: str, nbytes: int, on_done: Callable[[int], None],
+                  on_fail: Callable[[str], None] | None, path: Sequence[str] | None) -> Flow:
+        """Check a transfer's arguments and make its :class:`Flow` (see ``transfer``)."""
+        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+            raise UsageError(f"transfer nbytes={nbytes!r}: must be an int >= 0")
+        if not callable(on_done):
+            raise UsageError(f"transfer on_done={on_done!r}: must be callable")
+        if on_fail is not None and not callable(on_fail):
+            raise UsageError(f"transfer on_fail={on_fail!r}: must be callable or None")
+        topo = self.topology
+        route = topo.path(src, dst) if path is None else topo.check_path(src, dst, path)
+        idx = self._link_index
+        links = np.fromiter((idx[ln] for ln in route), dtype=np.int64, count=len(route))
+        latency = int(topo.latency_ns[links].sum()) if len(route) else 0
+        f = Flow(self._next_id, src, dst, int(nbytes), route, links, latency, self.plat.now_ns,
+                 on_done, on_fail)
+        self._next_id += 1
+        self.stats["arrivals"] += 1
+        return f
+
+    def _down_link_of(self, f: Flow) -> str | None:
+        """Name of the first link of ``f``'s route that is down, if any."""
+        if len(f._links) and not self._up[f._links].all():
+            return next(ln for ln in f.path if not self._up[self._link_index[ln]])
+        return None
+
+    def link_up(self, link: str) -> bool:
+        """Whether ``link`` is up."""
+        return bool(self._up[self.topology.link(link).index])
+
+    def capacity_Bps(self, link: str) -> float:
+        """Capacity of ``link`` in bytes/s right now (0 while it is down)."""
+        ln = self.topology.link(link)
+        return ln.bandwidth_Bps if self._up[ln.index] else 0.0
+
+    def _land(self, f: Flow, now: int, delay_ns: int | None = None) -> None:
+        """The last byte left the source: deliver it ``delay_ns`` (default: one path latency)
+        later."""
+        f.state = FlowState.LANDING
+        f.sent_ns = now
+        self._landing[f.id] = f
+        f._timer = self.plat.schedule(f.latency_ns if delay_ns is None else delay_ns,
+                                      self._deliver, f)
+
+    def _deliver(self, f: Flow) -> None:
+        self._landing.pop(f.id, None)
+        f._timer = None
+        f.state = FlowState.DONE
+        f.done_ns = self.plat.now_ns
+        self.stats["deliveries"] += 1
+        f._on_done(f.done_ns)
+
+    def _fail_landing(self, i: int, reason: str) -> None:
+        """Fail every landing flow whose route crosses link index ``i``."""
+        for fid in [fid for fid, f in self._landing.items() if i in f._links]:
+            f = self._landing.pop(fid)
+            if f._timer is not None:
+                f._timer.cancel()
+            self._fail(f, reason)
+
+    def _fail(self, f: Flow, reason: str) -> None:
+        f.state = FlowState.FAILED
+        f.fail_reason = reason
+        self.stats["failures"] += 1
+        if f._on_fail is not None:
+            self.plat.schedule(0, f._on_fail, reason)
+
+
+class FlowNetwork(FabricModel):
     """Max-min fair flow model of a :class:`Topology` on a platform's virtual clock.
 
     Parameters
@@ -145,13 +232,11 @@ class FlowNetwork:
     (True, True, True)
     """
 
+    STAT_KEYS = (*FabricModel.STAT_KEYS, "recomputes", "fill_rounds")
+
     def __init__(self, platform: Platform, topology: Topology) -> None:
-        self.plat = platform
-        self.topology = topology
+        super().__init__(platform, topology)
         n = len(topology.links)
-        self._link_index = {name: ln.index for name, ln in topology.links.items()}
-        self._bw = np.asarray(topology.bandwidth_Bps, dtype=np.float64) / NS_PER_S  # bytes/ns
-        self._up = np.ones(n, dtype=bool)
         self._remap = np.zeros(n, dtype=np.int64)    # scratch: topology link -> matrix row
         # sending flows in arrival order, with parallel state arrays
         self._sending: list[Flow] = []
@@ -161,14 +246,9 @@ class FlowNetwork:
         self._lens = np.zeros(0, dtype=np.int64)       # route length of each sending flow
         self._rows = np.zeros(0, dtype=np.int64)       # their routes' link indices, concatenated
         self._arrivals: list[Flow] = []
-        self._landing: dict[int, Flow] = {}
         self._t_sync = platform.now_ns
         self._update_ev: Event | None = None           # batched recompute at "now"
         self._depart_ev: Event | None = None           # next departure
-        self._next_id = 0
-        self.stats = dict.fromkeys(("arrivals", "departures", "deliveries", "failures",
-                                    "recomputes", "fill_rounds"), 0)
-        self.observers: list[Callable[[FlowNetwork], None]] = []
 
     # -- public API -------------------------------------------------------------------------
     def transfer(self, src: str, dst: str, nbytes: int, on_done: Callable[[int], None], *,
@@ -202,27 +282,12 @@ class FlowNetwork:
         UsageError
             Unknown node or link, no route, a path that does not chain, bad ``nbytes``.
         """
-        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
-            raise UsageError(f"transfer nbytes={nbytes!r}: must be an int >= 0")
-        if not callable(on_done):
-            raise UsageError(f"transfer on_done={on_done!r}: must be callable")
-        if on_fail is not None and not callable(on_fail):
-            raise UsageError(f"transfer on_fail={on_fail!r}: must be callable or None")
-        topo = self.topology
-        route = topo.path(src, dst) if path is None else topo.check_path(src, dst, path)
-        idx = self._link_index
-        links = np.fromiter((idx[ln] for ln in route), dtype=np.int64, count=len(route))
-        latency = int(topo.latency_ns[links].sum()) if len(route) else 0
-        now = self.plat.now_ns
-        f = Flow(self._next_id, src, dst, int(nbytes), route, links, latency, now, on_done,
-                 on_fail)
-        self._next_id += 1
-        self.stats["arrivals"] += 1
-        if len(links) and not self._up[links].all():
-            down = next(ln for ln in route if not self._up[idx[ln]])
+        f = self._new_flow(src, dst, nbytes, on_done, on_fail, path)
+        down = self._down_link_of(f)
+        if down is not None:
             self._fail(f, f"link {down} is down")
-        elif nbytes == 0 or not len(links):
-            self._land(f, now)
+        elif nbytes == 0 or not len(f._links):
+            self._land(f, self.plat.now_ns)
         else:
             self._arrivals.append(f)
             if self._update_ev is None:
@@ -252,16 +317,8 @@ class FlowNetwork:
                 self._fail(f, reason)
             else:
                 self._arrivals.append(f)
-        for fid in [fid for fid, f in self._landing.items() if i in f._links]:
-            f = self._landing.pop(fid)
-            if f._timer is not None:
-                f._timer.cancel()
-            self._fail(f, reason)
+        self._fail_landing(i, reason)
         self._recompute()
-
-    def link_up(self, link: str) -> bool:
-        """Whether ``link`` is up."""
-        return bool(self._up[self.topology.link(link).index])
 
     def cancel(self, flow: Flow) -> None:
         """Drop ``flow`` without calling either callback (e.g. its QP was destroyed)."""
@@ -308,11 +365,6 @@ class FlowNetwork:
         """``(flow, rate in bytes/s)`` for every sending flow, in arrival order."""
         self._flush()
         return [(f, float(r * NS_PER_S)) for f, r in zip(self._sending, self._rate)]
-
-    def capacity_Bps(self, link: str) -> float:
-        """Capacity of ``link`` in bytes/s right now (0 while it is down)."""
-        ln = self.topology.link(link)
-        return ln.bandwidth_Bps if self._up[ln.index] else 0.0
 
     def link_load_Bps(self) -> dict[str, float]:
         """Summed rate of the sending flows over each loaded link, in bytes/s."""
@@ -416,28 +468,6 @@ class FlowNetwork:
             rate, rounds = fill(remap[rows], cols, self._bw[used], nf)
         self.stats["fill_rounds"] += rounds
         return rate
-
-    def _land(self, f: Flow, now: int) -> None:
-        """The last byte left the source: deliver it one path latency later."""
-        f.state = FlowState.LANDING
-        f.sent_ns = now
-        self._landing[f.id] = f
-        f._timer = self.plat.schedule(f.latency_ns, self._deliver, f)
-
-    def _deliver(self, f: Flow) -> None:
-        self._landing.pop(f.id, None)
-        f._timer = None
-        f.state = FlowState.DONE
-        f.done_ns = self.plat.now_ns
-        self.stats["deliveries"] += 1
-        f._on_done(f.done_ns)
-
-    def _fail(self, f: Flow, reason: str) -> None:
-        f.state = FlowState.FAILED
-        f.fail_reason = reason
-        self.stats["failures"] += 1
-        if f._on_fail is not None:
-            self.plat.schedule(0, f._on_fail, reason)
 
     def __repr__(self) -> str:
         return (f"FlowNetwork({self.topology!r}, sending={len(self._sending)}, "
