@@ -1,6 +1,7 @@
 """``labrig bench fabric``: the speed of the fabric's flow model (max-min fair sharing) in
-events per wall-second, and a virtual-time check of one GPU-to-GPU transfer against the NIC
-line rate.
+events per wall-second, the queue model (ECN/PFC/DCQCN) in steps per wall-second on an incast,
+emulated verbs operations per wall-second, and a virtual-time check of one GPU-to-GPU transfer
+against the NIC line rate.
 
 An *event* of the flow model is a flow arrival or departure, each of which recomputes every
 sending flow's max-min rate (labrig.hw.fabric.flows).  Issue #8's brief targets a few 10k flows
@@ -16,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from labrig.hw import Platform
-from labrig.hw.fabric import FlowNetwork, Topology, dgx_a100
+from labrig.hw.fabric import FlowNetwork, QueueConfig, QueueNetwork, Topology, dgx_a100, dgx_like
 from labrig.tools.bench import bench
 from labrig.tools.results import ExperimentResult, Headline, RunContext
 
-__all__ = ["flow_events_per_s", "run"]
+__all__ = ["flow_events_per_s", "queue_incast", "run"]
 
 NAME = "fabric"
 #: Mean gap between flow arrivals in the Poisson workload (virtual ns).
@@ -97,6 +98,30 @@ def _one_pair_gb_per_s() -> tuple[float, float]:
     return n / f.done_ns, topo.link("s0.nic0->tor0").bandwidth_Bps / 1e9
 
 
+def queue_incast(senders: int, nbytes: int, cc_mode: int = 1, pfc: bool = True
+                 ) -> dict[str, Any]:
+    """``senders`` GPUs on different servers write ``nbytes`` each to one GPU through one ToR
+    on the queue model (labrig.hw.fabric.congestion): model steps per wall-second, goodput
+    at the bottleneck, and what ECN, PFC and DCQCN did."""
+    topo = dgx_like(n_servers=senders + 1, network="single")
+    plat = Platform(seed=0)
+    net = QueueNetwork(plat, topo, QueueConfig(CC_MODE=cc_mode, ENABLE_PFC=pfc))
+    flows = [net.transfer(f"s{s}.gpu0", f"s{senders}.gpu0", nbytes, lambda t: None)
+             for s in range(senders)]
+    w0 = time.perf_counter()
+    plat.run_until_idle()
+    wall = time.perf_counter() - w0
+    end = max(f.done_ns or 0 for f in flows)
+    line = topo.link(f"tor0->s{senders}.nic0").bandwidth_Bps
+    st = net.stats
+    return {"workload": f"queues: {senders}-to-1 incast, {nbytes >> 20} MiB each, "
+                        f"CC_MODE {cc_mode}, PFC {'on' if pfc else 'off'}",
+            "steps": st["steps"], "wall_s": wall, "steps_per_wall_s": st["steps"] / wall,
+            "bottleneck_utilization": senders * nbytes / (end * line / 1e9),
+            "cnps": st["cnps"], "pfc_pauses": st["pauses"], "dropped_bytes": st["dropped_bytes"],
+            "max_queue_KB": float(net.max_queue_bytes.max() / 1e3), "virtual_ms": end / 1e6}
+
+
 @bench(NAME, title="GPU fabric: flow-model events and emulated verbs ops per wall-second, "
                    "one-pair bandwidth",
        options={"flows": ("flows per workload (default 3000 quick, 30000 full)", "")})
@@ -112,6 +137,9 @@ def run(ctx: RunContext) -> ExperimentResult:
                  "nic_line_rate_GB_per_s": line})
     from labrig.drivers.verbs._bench import verbs_ops_per_second
 
+    mib = 16 if ctx.quick else 64
+    queues = [queue_incast(4, mib << 20, cc, pfc) for cc, pfc in ((1, True), (0, True), (0, False))]
+    rows += queues
     verbs = verbs_ops_per_second(5_000 if ctx.quick else 50_000, "cable")
     rows.append({"workload": "verbs: RDMA WRITE 64 B + poll, 2 NICs on a cable", **verbs})
     res = ExperimentResult(NAME, ctx.quick, ctx.seed, {"fabric": "emu:dgx-a100x2"}, rows=rows)
@@ -121,6 +149,9 @@ def run(ctx: RunContext) -> ExperimentResult:
                  "arrivals + departures, Poisson GPU-to-GPU traffic, 2 x DGX A100"),
         Headline("verbs_ops_per_wall_s", verbs["ops_per_wall_s"], "ops/s", ">= 20,000",
                  "higher", "issue #8 target", "post_send + poll, emu backend, one core"),
+        Headline("queue_model_steps_per_wall_s", queues[0]["steps_per_wall_s"], "steps/s",
+                 "-", "higher", "labrig.hw.fabric.congestion",
+                 "1 µs steps, 4-to-1 incast with DCQCN and PFC on 5 DGX-like servers"),
         Headline("one_pair_bandwidth", gbps, "GB/s", f"{line:g} (200 Gb/s ConnectX-6)",
                  "closer", "NVIDIA DGX A100 datasheet", "1 GiB, virtual time, incl. latency"),
     ]
