@@ -325,9 +325,9 @@ class QueueNetwork(FabricModel):
     # -- public API -------------------------------------------------------------------------
     def transfer(self, src: str, dst: str, nbytes: int, on_done: Callable[[int], None], *,
                  on_fail: Callable[[str], None] | None = None,
-                 path: Sequence[str] | None = None) -> Flow:
+                 path: Sequence[str] | None = None, ecmp_key: int | None = None) -> Flow:
         """Move ``nbytes`` from ``src`` to ``dst``; as :meth:`FlowNetwork.transfer`."""
-        f = self._new_flow(src, dst, nbytes, on_done, on_fail, path)
+        f = self._new_flow(src, dst, nbytes, on_done, on_fail, path, ecmp_key)
         down = self._down_link_of(f)
         if down is not None:
             self._fail(f, f"link {down} is down")

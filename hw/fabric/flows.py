@@ -136,7 +136,8 @@ class FabricModel:
         self.observers: list[Callable[[FabricModel], None]] = []
 
     def _new_flow(self, src: str, dst: str, nbytes: int, on_done: Callable[[int], None],
-                  on_fail: Callable[[str], None] | None, path: Sequence[str] | None) -> Flow:
+                  on_fail: Callable[[str], None] | None, path: Sequence[str] | None,
+                  ecmp_key: int | None = None) -> Flow:
         """Check a transfer's arguments and make its :class:`Flow` (see ``transfer``)."""
         if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
             raise UsageError(f"transfer nbytes={nbytes!r}: must be an int >= 0")
@@ -145,7 +146,12 @@ class FabricModel:
         if on_fail is not None and not callable(on_fail):
             raise UsageError(f"transfer on_fail={on_fail!r}: must be callable or None")
         topo = self.topology
-        route = topo.path(src, dst) if path is None else topo.check_path(src, dst, path)
+        if path is not None:
+            route = topo.check_path(src, dst, path)
+        elif ecmp_key is not None:
+            route = topo.ecmp_path(src, dst, ecmp_key)
+        else:
+            route = topo.path(src, dst)
         idx = self._link_index
         links = np.fromiter((idx[ln] for ln in route), dtype=np.int64, count=len(route))
         latency = int(topo.latency_ns[links].sum()) if len(route) else 0
@@ -253,7 +259,7 @@ class FlowNetwork(FabricModel):
     # -- public API -------------------------------------------------------------------------
     def transfer(self, src: str, dst: str, nbytes: int, on_done: Callable[[int], None], *,
                  on_fail: Callable[[str], None] | None = None,
-                 path: Sequence[str] | None = None) -> Flow:
+                 path: Sequence[str] | None = None, ecmp_key: int | None = None) -> Flow:
         """Move ``nbytes`` from node ``src`` to node ``dst``.
 
         Parameters
@@ -272,6 +278,9 @@ class FlowNetwork(FabricModel):
         path : sequence of str, optional
             Explicit route (link names, chained from ``src`` to ``dst``); default
             :meth:`Topology.path`.
+        ecmp_key : int, optional
+            Without ``path``: the flow's ECMP hash (e.g. its QP number); the route is
+            :meth:`Topology.ecmp_path`, one of the equal-cost routes, chosen per switch.
 
         Returns
         -------
@@ -282,7 +291,7 @@ class FlowNetwork(FabricModel):
         UsageError
             Unknown node or link, no route, a path that does not chain, bad ``nbytes``.
         """
-        f = self._new_flow(src, dst, nbytes, on_done, on_fail, path)
+        f = self._new_flow(src, dst, nbytes, on_done, on_fail, path, ecmp_key)
         down = self._down_link_of(f)
         if down is not None:
             self._fail(f, f"link {down} is down")

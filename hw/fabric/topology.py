@@ -18,6 +18,10 @@ route.  Two forwarding rules keep routes physical:
 - a route crosses the network at most once (it cannot come back out of one server's PCIe tree
   onto the network: that would be a relay through a server, which again the caller models).
 
+Equal-cost routes (:meth:`Topology.paths`) are what ECMP spreads flows over:
+:meth:`Topology.ecmp_path` picks one per flow hash, hashing at every switch that has several
+equal-cost next hops, as RoCE switches hash a flow's 5-tuple.
+
 Link names are ``"<src>-><dst>"`` (e.g. ``"s0.nic2->tor0"``); node names follow the preset
 convention ``"s0.gpu3"``, ``"s0.nic2"``, ``"s0.cpu"``, ``"s0.pcie1"``, ``"s0.nvsw"``,
 ``"tor0"``, ``"spine0"``.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -54,6 +59,9 @@ class NodeKind(StrEnum):
 _NETWORK_KINDS = frozenset({NodeKind.SWITCH})
 #: Route phases of :meth:`Topology.path`: before, on and after the (single) network crossing.
 _BEFORE_NET, _ON_NET, _AFTER_NET = 0, 1, 2
+#: Equal-cost routes enumerated per pair at most (a leaf-spine of 64 spines stays well under).
+ECMP_MAX_PATHS = 256
+_MASK64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -228,6 +236,7 @@ class Topology:
         # neighbours in name order, so route search is independent of insertion order
         self._out = {n: tuple(sorted(ls, key=lambda ln: ln.dst)) for n, ls in out.items()}
         self._paths: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._ecmp: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {}
 
     # -- inspection -------------------------------------------------------------------------
     def node(self, name: str) -> Node:
@@ -289,14 +298,16 @@ class Topology:
             self._paths[key] = hit
         return hit
 
-    def route(self, waypoints: Sequence[str]) -> tuple[str, ...]:
+    def route(self, waypoints: Sequence[str], *, flow_hash: int | None = None
+              ) -> tuple[str, ...]:
         """Concatenated routes through ``waypoints`` (e.g. ``[gpu, nic, peer_nic, peer_gpu]``
-        for an RDMA transfer that must use given NICs)."""
+        for an RDMA transfer that must use given NICs); with ``flow_hash`` each leg is its
+        ECMP route (:meth:`ecmp_path`)."""
         if len(waypoints) < 2:
             raise UsageError(f"route {list(waypoints)!r}: needs at least two waypoints")
         out: list[str] = []
         for a, b in zip(waypoints, waypoints[1:]):
-            out.extend(self.path(a, b))
+            out.extend(self.path(a, b) if flow_hash is None else self.ecmp_path(a, b, flow_hash))
         return tuple(out)
 
     def nearest(self, node: str, kind: NodeKind | str) -> str:
@@ -360,6 +371,96 @@ class Topology:
             raise UsageError(f"path from {src!r} ends at {at!r}, not at {dst!r}")
         return tuple(path)
 
+    def _steps(self, src: str, at: str, phase: int) -> Iterable[tuple[Link, int]]:
+        """The links a route may take out of ``at`` in ``phase`` (the forwarding rules of the
+        module docstring), each with the phase after it."""
+        kind = self.nodes[at].kind
+        if at != src and kind is NodeKind.GPU:
+            return                                        # GPUs do not forward
+        for ln in self._out[at]:
+            if ln.network:
+                if phase == _AFTER_NET:
+                    continue                              # no second network crossing
+                nxt_phase = _ON_NET
+            else:
+                nxt_phase = _AFTER_NET if phase == _ON_NET else phase
+            if at != src and kind is NodeKind.NIC and ln.network == (phase == _ON_NET):
+                continue                                  # NIC: host side <-> network side only
+            yield ln, nxt_phase
+
+    # -- ECMP -------------------------------------------------------------------------------
+    def paths(self, src: str, dst: str) -> tuple[tuple[str, ...], ...]:
+        """Every equal-cost route from ``src`` to ``dst``: the fewest hops and, among those,
+        the least summed latency, as :meth:`path` ranks them (which is the first).  These are
+        the routes ECMP switches spread flows over (:meth:`path` with ``flow_hash``).
+
+        Raises
+        ------
+        UsageError
+            Unknown node or no route; more than ``ECMP_MAX_PATHS`` routes (the message says
+            so rather than truncating silently).
+        """
+        key = (src, dst)
+        hit = self._ecmp.get(key)
+        if hit is not None:
+            return hit
+        best = self.path(src, dst)
+        if not best:
+            self._ecmp[key] = ((),)
+            return self._ecmp[key]
+        hops, lat = len(best), self.path_latency_ns(best)
+        phase0 = _ON_NET if self.nodes[src].kind in _NETWORK_KINDS else _BEFORE_NET
+        out: list[tuple[str, ...]] = []
+
+        def walk(at: str, phase: int, names: list[str], lat_so_far: int) -> None:
+            if len(out) > ECMP_MAX_PATHS:
+                return
+            if at == dst:
+                if len(names) == hops and lat_so_far == lat:
+                    out.append(tuple(names))
+                return
+            if len(names) == hops or lat_so_far > lat:
+                return
+            for ln, nxt in self._steps(src, at, phase):
+                if ln.dst in seen:
+                    continue
+                seen.add(ln.dst)
+                names.append(ln.name)
+                walk(ln.dst, nxt, names, lat_so_far + ln.latency_ns)
+                names.pop()
+                seen.discard(ln.dst)
+
+        seen = {src}
+        walk(src, phase0, [], 0)
+        if len(out) > ECMP_MAX_PATHS:
+            raise UsageError(f"more than {ECMP_MAX_PATHS} equal-cost routes from {src!r} to "
+                             f"{dst!r}: pass an explicit path")
+        res = tuple(sorted(out))
+        self._ecmp[key] = res
+        return res
+
+    def ecmp_path(self, src: str, dst: str, flow_hash: int) -> tuple[str, ...]:
+        """The equal-cost route an ECMP fabric gives the flow with this hash: at every switch
+        with several equal-cost next hops the choice is ``mix(flow_hash, switch) mod n``, as a
+        switch hashes a packet's 5-tuple (RoCEv2 puts per-QP entropy in the UDP source port,
+        IBTA RoCEv2 annex A17.3; ns-3 HPCC ``SwitchNode::GetOutDev`` hashes per flow).  The
+        hash is stable across processes (no Python ``hash()`` of strings)."""
+        if isinstance(flow_hash, bool) or not isinstance(flow_hash, (int, np.integer)):
+            raise UsageError(f"flow_hash={flow_hash!r}: must be an int")
+        cands = self.paths(src, dst)
+        prefix: tuple[str, ...] = ()
+        while True:
+            live = [c for c in cands if c[:len(prefix)] == prefix]
+            if len(live) == 1 or (live and len(live[0]) == len(prefix)):
+                return live[0]
+            options = sorted({c[len(prefix)] for c in live})
+            at = self.link(options[0]).src
+            if len(options) > 1 and self.nodes[at].kind is NodeKind.SWITCH:
+                pick = options[_mix(int(flow_hash), at) % len(options)]
+            else:
+                pick = options[0]
+            prefix = (*prefix, pick)
+
     def _search(self, src: str, dst: str) -> tuple[str, ...]:
         self.node(src)
         self.node(dst)
@@ -381,18 +482,7 @@ class Topology:
             done.add((at, phase))
             if at == dst:
                 return names
-            kind = nodes[at].kind
-            if at != src and kind is NodeKind.GPU:
-                continue                                  # GPUs do not forward
-            for ln in self._out[at]:
-                if ln.network:
-                    if phase == _AFTER_NET:
-                        continue                          # no second network crossing
-                    nxt_phase = _ON_NET
-                else:
-                    nxt_phase = _AFTER_NET if phase == _ON_NET else phase
-                if at != src and kind is NodeKind.NIC and ln.network == (phase == _ON_NET):
-                    continue                              # NIC: host side <-> network side only
+            for ln, nxt_phase in self._steps(src, at, phase):
                 nxt = (ln.dst, nxt_phase)
                 if nxt in done:
                     continue
@@ -406,6 +496,16 @@ class Topology:
 
     def __repr__(self) -> str:
         return f"Topology(nodes={len(self.nodes)}, links={len(self.links)})"
+
+
+def _mix(flow_hash: int, switch: str) -> int:
+    """A stable 64-bit mix of a flow hash and a switch name (splitmix64 finalizer over the
+    XOR with the name's CRC-32), so each switch splits flows independently."""
+    z = (flow_hash ^ (zlib.crc32(switch.encode()) << 32)) & _MASK64
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
 
 
 def _natural_key(name: str) -> tuple[object, ...]:
