@@ -25,7 +25,8 @@ import numpy as np
 from labrig.drivers.gpu import EmuGpu
 from labrig.drivers.verbs import Context
 from labrig.hw import Platform
-from labrig.hw.fabric import FlowNetwork, Gpu, dgx_a100
+from labrig.errors import UsageError
+from labrig.hw.fabric import FabricModel, FlowNetwork, Gpu, QueueNetwork, dgx_a100
 from labrig.hw.fabric.nic import NicConfig, NicDevice
 from labrig.hw.fabric.topology import NodeKind
 from labrig.runtime.fuselink import (
@@ -50,23 +51,31 @@ SIZES_QUICK = [64 * KIB, 1 * MIB, 16 * MIB, 256 * MIB]
 ALL_PAIRS_MAX = {True: 16 * MIB, False: 64 * MIB}
 
 
+NETWORK_MODELS: dict[str, type[FlowNetwork] | type[QueueNetwork]] = {
+    "flows": FlowNetwork, "queues": QueueNetwork}
+OPTIONS = ("network",)
+
+
 @dataclass
 class Fabric:
     """An emulated multi-server fabric and the drivers a runtime gets from it."""
 
     plat: Platform
-    net: FlowNetwork
+    net: FabricModel
     servers: list[ServerDevices]
     nic_gbps: float
 
 
 def build_fabric(n_servers: int = 2, gpus: int = 8, nics: int = 8, nic_gbps: float = 200,
-                 seed: int = 0) -> Fabric:
-    """DGX-A100-like servers on a FlowNetwork; per server the EmuGpu drivers, one verbs
-    Context per NIC and the static nearest-NIC binding (``Topology.pair_nearest``)."""
+                 seed: int = 0, network: str = "flows") -> Fabric:
+    """DGX-A100-like servers on a FlowNetwork (``network="flows"``) or on the queue model
+    with ECN, PFC and DCQCN (``"queues"``); per server the EmuGpu drivers, one verbs Context
+    per NIC and the static nearest-NIC binding (``Topology.pair_nearest``)."""
+    if network not in NETWORK_MODELS:
+        raise UsageError(f"--set network={network!r}: must be one of {', '.join(NETWORK_MODELS)}")
     plat = Platform(seed=seed)
     topo = dgx_a100(n_servers, gpus=gpus, nics=nics, nic_gbps=nic_gbps)
-    net = FlowNetwork(plat, topo)
+    net = NETWORK_MODELS[network](plat, topo)
     servers = []
     for s in range(n_servers):
         gnodes = topo.nodes_of(NodeKind.GPU, s)
@@ -115,11 +124,19 @@ def measure(fab: Fabric, policy: str, nbytes: int, pairs: list[int], *,
 def run(ctx: RunContext) -> ExperimentResult:
     """Run the sweep; see the module docstring."""
     t_start = time.monotonic()
+    unknown = sorted(set(ctx.options) - set(OPTIONS))
+    if unknown:
+        raise UsageError(f"--set {unknown[0]}: not an option of fuselink (known: "
+                         f"{', '.join(OPTIONS)})")
+    network = ctx.options.get("network") or "flows"
+    if network not in NETWORK_MODELS:
+        raise UsageError(f"--set network={network!r}: must be one of {', '.join(NETWORK_MODELS)}")
     sizes = SIZES_QUICK if ctx.quick else SIZES_FULL
     cases = [("one pair", [0], sizes),
              ("all pairs", list(range(8)), [s for s in sizes if s <= ALL_PAIRS_MAX[ctx.quick]])]
     res = ExperimentResult("fuselink", ctx.quick, ctx.seed, devices={
-        "fabric": "emu: 2 x DGX-A100-like (8 A100, 8 x 200 Gb/s NIC), rail network"})
+        "fabric": "emu: 2 x DGX-A100-like (8 A100, 8 x 200 Gb/s NIC), rail network",
+        "network_model": network})
     series: dict[str, tuple[list[float], list[float]]] = {}
     total = sum(len(sz) for _c, _p, sz in cases) * 2
     with Progress(total, "fuselink", enabled=ctx.progress) as bar:
@@ -127,7 +144,7 @@ def run(ctx: RunContext) -> ExperimentResult:
             for policy in ("baseline", "fuselink"):
                 xs, ys = [], []
                 for n in sz:
-                    fab = build_fabric(seed=ctx.seed)
+                    fab = build_fabric(seed=ctx.seed, network=network)
                     r = measure(fab, policy, n, pairs, seed=ctx.seed)
                     gbps = [p["GBps"] for p in r["pairs"]]
                     nics = sorted({t for p in r["pairs"] for t, _ in p["nics"]})
@@ -161,7 +178,9 @@ def run(ctx: RunContext) -> ExperimentResult:
                             "1 NIC line rate": fab.nic_gbps / 8})
     if png is not None:
         res.plots.append(str(png))
-    res.notes.append("virtual time on the emulated fabric (flow-level max-min sharing); chunk "
+    model = ("flow-level max-min sharing" if network == "flows" else
+              "per-link queues with ECN, PFC and DCQCN")
+    res.notes.append(f"virtual time on the emulated fabric ({model}); chunk "
                      f"{DEFAULT_CHUNK_BYTES // KIB} KiB, {DEFAULT_SLOTS} pipeline slots and one "
                      "RDMA WRITE outstanding per NIC; clear-to-send and free-NIC report not "
                      "charged (see labrig.runtime.fuselink.net); model ceiling "

@@ -155,3 +155,16 @@ def test_owner_reclaims_a_lent_nic_mid_message():
     assert landed_before < n_big
     for _sc, _rc, src, dst, _ms, _md in (big, small):
         assert np.array_equal(src.view, dst.view)
+
+
+@pytest.mark.parametrize("policy", ["baseline", "fuselink"])
+def test_runs_on_the_queue_model_too(policy):
+    fab = build_fabric(gpus=GPUS, nics=GPUS, network="queues")
+    n = 8 * CHUNK + 7
+    net = FuseLinkNet(fab.servers, policy, chunk_bytes=CHUNK)
+    ((sc, rc, src, dst, ms, md),) = _connect(net, fab, [2], n)
+    rs, rr = net.isend(sc, ms, n), net.irecv(rc, md, n)
+    net.wait(rs, rr)
+    assert np.array_equal(src.view, dst.view)
+    with pytest.raises(UsageError, match="network"):
+        build_fabric(gpus=GPUS, nics=GPUS, network="packets")
