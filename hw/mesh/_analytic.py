@@ -45,6 +45,8 @@ _PORT_INDEX = {bit: i for i, (bit, *_rest) in enumerate(DIRECTIONS)}
 _RAMP_OUT, _RAMP_IN, _PORTS = 4, 5, 6
 _SEND_DONE, _RECV_DONE = 0, 1
 Ints = NDArray[np.int64]
+# Occupancy above which a reserved interval counts as full (a use waits for its end).
+SHARE_RHO_MAX = 0.9
 
 
 def _segments(offsets: Ints, lengths: Ints) -> tuple[Ints, Ints]:
@@ -56,7 +58,7 @@ def _segments(offsets: Ints, lengths: Ints) -> tuple[Ints, Ints]:
 
 
 def _fcfs_delays(link_start: Ints, link_free: Ints, links: Ints, head: Ints,
-                 words: Ints) -> Ints:
+                 words: Ints, link_words: Ints | None = None) -> Ints:
     """Per link use: cycles its tail is held back on the link.
 
     Each link keeps one reserved interval ``[link_start, link_free)`` from earlier batches (a
@@ -84,6 +86,17 @@ def _fcfs_delays(link_start: Ints, link_free: Ints, links: Ints, head: Ints,
     run = np.maximum.accumulate(v + gid * span) - gid * span
     before = hs + ns <= link_start[ls]            # fits in the gap before the reservation
     busy = np.where(before, np.iinfo(np.int64).min // 4, link_free[ls])
+    if link_words is not None:
+        # A use that starts inside the reserved interval shares it with the traffic already
+        # there instead of waiting for its end: the interval is a hull, and where it is
+        # sparsely used (one long-haul wavelet per step, e.g. Cannon's wrap-around) the
+        # cycle-level router interleaves the new wavelets into its idle cycles.  With the
+        # interval's occupancy rho, the use loses ceil(n * rho / (1 - rho)) cycles to it.
+        span_l = np.maximum(link_free[ls] - link_start[ls], 1)
+        rho = np.minimum(link_words[ls] / span_l, SHARE_RHO_MAX)
+        inside = ~before & (hs < link_free[ls])
+        lost = np.ceil(ns * rho / (1.0 - rho)).astype(np.int64)
+        busy = np.where(inside, np.minimum(busy, hs + lost), busy)
     t_end = s_incl + np.maximum(busy, run)
     first_start = (t_end - ns)[new_group]
     last = np.empty(len(ls), bool)
@@ -94,6 +107,8 @@ def _fcfs_delays(link_start: Ints, link_free: Ints, links: Ints, head: Ints,
     link_start[lg] = np.where(fresh, first_start, np.minimum(link_start[lg], first_start))
     link_free[lg] = np.maximum(link_free[lg], np.maximum.reduceat(t_end, np.nonzero(
         new_group)[0]))
+    if link_words is not None:
+        np.add.at(link_words, ls, ns)
     delay = np.empty(len(ls), np.int64)
     delay[order] = t_end - hs - ns
     return delay
@@ -241,6 +256,7 @@ class AnalyticFabric:
         self.width = w
         self.link_free = np.zeros(h * w * _PORTS, np.int64)
         self.link_start = np.zeros(h * w * _PORTS, np.int64)
+        self.link_words = np.zeros(h * w * _PORTS, np.int64)   # words inside the reservation
         self.resolved = np.zeros((k, h, w), bool)
         self.claimed = np.zeros((k, h, w), bool)
         self.min_end = np.zeros((k, h, w), np.int64)
@@ -373,7 +389,7 @@ class AnalyticFabric:
         depth = tr.depth[ent]
         head = np.concatenate([start, start[msg] + _RAMP_LATENCY + depth * alpha])
         words = n[owner]
-        delay = _fcfs_delays(self.link_start, lf, links, head, words)
+        delay = _fcfs_delays(self.link_start, lf, links, head, words, self.link_words)
         wait = delay
         # path maxima, level by level (parents are one level up; the root is the RAMP-in)
         ne = len(ent)

@@ -180,3 +180,13 @@ def test_out_of_colors_fails_at_load_naming_pes() -> None:
     route_line(p, "x", [(0, 3), (1, 2), (2, 0)], pool)
     with pytest.raises(UsageError, match=r"out of colours: colour 21.*PE\(x="):
         rt.load(p)
+
+
+@pytest.mark.parametrize("p", [12, 16])
+def test_cannon_one_wavelet_tiles_agree_at_larger_p(p: int) -> None:
+    """Cannon with 1×1 tiles on P ≥ 12: each step's wrap-around wavelet crosses P-1 routers
+    and its links' reservations become long, sparse hulls.  The analytic mode used to make
+    later wavelets wait for a hull's end (up to 1.5× the cycle mode at P = 16); uses inside a
+    hull now share its idle cycles, as the routers interleave them."""
+    _check_agreement((p, p), 1, "cannon")
+    _check_agreement((p, p), 1, "meshgemm")
