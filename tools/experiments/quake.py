@@ -299,7 +299,7 @@ def run(ctx: RunContext) -> ExperimentResult:
             q = np.array(st.query_s) * 1e6
             row: dict[str, Any] = {
                 "system": name, "workload": wl.name, "build_s": round(build_s, 3),
-                "total_s": round(st.total_s, 3), "maint_s": round(st.maint_s, 3),
+                "total_s": round(st.total_s, 6), "maint_s": round(st.maint_s, 6),
                 "query_p50_us": float(np.percentile(q, 50)),
                 "query_p99_us": float(np.percentile(q, 99)),
                 "update_us_per_vec": st.update_s_per_vec * 1e6,
