@@ -28,8 +28,14 @@ frees slots faster carries more, and each lane keeps one RDMA WRITE on the wire 
   (reclaim).  FuseLink itself remaps buffers with CUDA VMM so NCCL's own kernel does the
   NVLink hop (zero extra copy); an explicit copy into staging costs the same NVLink transfer.
 
-Simplifications (said here, not hidden): the clear-to-send exchange and the sender's free-NIC
-report are in-process calls, not RDMA writes, so their few microseconds are not charged; a
+Clear-to-send.  As NCCL's IB transport does, the receiver tells the sender where to write with
+an RDMA WRITE of a small record (sequence number and the chosen NIC pairs) into the sender's
+host memory over the primary lane's QP, in the reverse direction; the sender polls that memory
+and starts the message when the record has landed.  Its network latency is therefore charged
+to every message, for both policies.
+
+Simplifications (said here, not hidden): the sender's free-NIC report rides in-process (in
+FuseLink it is carried by earlier write-with-immediate data, so it costs no message); a
 chunk counts as landed at the sender's RDMA WRITE completion (RC acknowledges after placement)
 instead of a receiver-side write-with-immediate completion; NIC choice is per message, not
 every 8 requests.
@@ -38,6 +44,7 @@ every 8 requests.
 from __future__ import annotations
 
 import itertools
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +83,9 @@ _CQ_DEPTH = 4096
 #: another (a pipeline), rather than all slots sharing the wire and landing together, which
 #: would then stall every slot behind the same burst of NVLink copies on the receiver.
 WRITES_IN_FLIGHT = 1
+#: Clear-to-send record: u64 sequence number, u64 bitmask of the NICs chosen (NCCL's CTS FIFO
+#: entry is a small fixed-size struct written by RDMA WRITE, ``ncclIbSendFifo``).
+_CTS = struct.Struct("<QQ")
 #: Virtual ns test()/wait() may spend without any progress before declaring the transfer stuck.
 STALL_NS = 1_000_000_000
 
@@ -138,6 +148,9 @@ class _Lane:
     rx_stage: list[Any] = field(default_factory=list)
     ready: deque[tuple[Any, int, int, int]] = field(default_factory=deque)  # chunks to write
     writing: int = 0                                     # RDMA WRITEs outstanding
+    cts_tx: MR | None = None             # sender's CTS slot (host memory), written by rx
+    cts_rx: MR | None = None             # receiver's CTS record source
+    cts_seq: int = 0
 
 
 @dataclass
@@ -194,6 +207,8 @@ class _Message:
         self.landed = 0
         self.free_slots = {i: list(range(len(ln.tx_stage))) for i, ln in enumerate(lanes)}
         self.stopped: set[int] = set()
+        self.cts_seq = 0                 # the CTS record the sender waits for
+        self.started = False             # the sender has seen it
 
 
 class FuseLinkNet:
@@ -237,6 +252,7 @@ class FuseLinkNet:
         self._clock = servers[0].gpus[0]
         self._wr = itertools.count(1)
         self._inflight: dict[int, tuple[_Message, _Lane, int, int]] = {}
+        self._ctrl: dict[int, tuple[_Message, _Lane]] = {}   # CTS writes not yet completed
         self._copies: dict[tuple[int, int, int], tuple[_Message, _Lane, int, int, str]] = {}
         self._messages: list[_Message] = []
         self._comms: list[SendComm] = []
@@ -359,7 +375,8 @@ class FuseLinkNet:
                 return
             unmatched = any(sc.queue and sc.peer is not None and sc.peer.queue
                             for sc in self._comms)
-            stuck = not (self._inflight or self._copies or unmatched)
+            stuck = not (self._inflight or self._copies or self._ctrl or unmatched
+                         or any(not m.started for m in self._messages))
             if stuck or self.now() - start > stall_ns:
                 raise DeviceError("stalled", f"fuselink: requests still open at t={self.now()} "
                                   "(a send without a matching receive?)")
@@ -372,7 +389,10 @@ class FuseLinkNet:
             if sc.active is None and sc.queue and rc is not None and rc.queue:
                 self._start(sc, sc.queue.popleft(), rc.queue.popleft())
         for m in list(self._messages):
-            self._pump(m)
+            if not m.started:
+                self._check_cts(m)
+            if m.started:
+                self._pump(m)
         # Copies are reaped without advancing time; each empty CQ poll advances the emulator
         # one event (verbs poll-mode), so time moves only from the CQ polls, or from one GPU
         # poll when no RDMA WRITE is outstanding.
@@ -380,7 +400,8 @@ class FuseLinkNet:
         for s, g in gpus:
             for c in self._servers[s].dev.gpus[g].poll(64, advance=False):
                 self._on_copy(s, g, c)
-        cqs = sorted({(ln.tx_server, ln.tx_nic) for _m, ln, _s, _c in self._inflight.values()})
+        cqs = sorted({(ln.tx_server, ln.tx_nic) for _m, ln, _s, _c in self._inflight.values()}
+                     | {(ln.rx_server, ln.rx_nic) for _m, ln in self._ctrl.values()})
         for s, k in cqs:
             _n, wcs = self._servers[s].cqs[k].poll(64)
             for wc in wcs:
@@ -424,6 +445,7 @@ class FuseLinkNet:
         send.peer, recv.peer = recv, send
         self._messages.append(m)
         sc.active = m
+        self._send_cts(m, pairs)
 
     def _lane(self, sc: SendComm, rc: RecvComm, tx_nic: int, rx_nic: int) -> _Lane:
         """The comm's lane on (tx_nic, rx_nic): an RC QP pair plus, where the NIC's relay GPU
@@ -442,8 +464,34 @@ class FuseLinkNet:
             ln.rx_relay = self._relay(rx, rx_nic, rc.gpu)
         ln.tx_stage = self._stage(tx, tx_nic, ln.tx_relay)
         ln.rx_stage = self._stage(rx, rx_nic, ln.rx_relay)
+        ln.cts_tx = MR(tx.pds[tx_nic], _CTS.size, _ACCESS)
+        ln.cts_rx = MR(rx.pds[rx_nic], _CTS.size, _ACCESS)
         sc.lanes[(tx_nic, rx_nic)] = ln
         return ln
+
+    # -- clear-to-send ----------------------------------------------------------------------
+    def _send_cts(self, m: _Message, pairs: list[tuple[int, int]]) -> None:
+        """The receiver writes the CTS record into the sender's slot over the primary lane."""
+        ln = m.lanes[0]
+        assert ln.cts_rx is not None and ln.cts_tx is not None
+        ln.cts_seq += 1
+        m.cts_seq = ln.cts_seq
+        mask = sum(1 << k for k, _ in pairs)
+        ln.cts_rx.write(_CTS.pack(m.cts_seq, mask))
+        wr_id = next(self._wr)
+        wr = SendWR(wr_id=wr_id, opcode=IBV_WR_RDMA_WRITE, num_sge=1,
+                    sg=[SGE(ln.cts_rx.buf, _CTS.size, ln.cts_rx.lkey)])
+        wr.set_wr_rdma(ln.cts_tx.rkey, ln.cts_tx.buf)
+        ln.qp_rx.post_send(wr)
+        self._ctrl[wr_id] = (m, ln)
+
+    def _check_cts(self, m: _Message) -> None:
+        """The sender polls its CTS slot (host memory), as NCCL's sender polls its FIFO."""
+        ln = m.lanes[0]
+        assert ln.cts_tx is not None
+        seq, _mask = _CTS.unpack(ln.cts_tx.read(_CTS.size))
+        if seq == m.cts_seq:
+            m.started = True
 
     @staticmethod
     def _relay(srv: _Server, nic: int, endpoint_gpu: int) -> int | None:
@@ -535,6 +583,12 @@ class FuseLinkNet:
         self._inflight[wr_id] = (m, ln, slot, c)
 
     def _on_wc(self, wc: Any) -> None:
+        ctrl = self._ctrl.pop(wc.wr_id, None)
+        if ctrl is not None:
+            if wc.status != IBV_WC_SUCCESS:
+                self._fail(ctrl[0], f"clear-to-send on nic{ctrl[1].rx_nic}->nic{ctrl[1].tx_nic}"
+                                    f" failed (wc status {wc.status})")
+            return
         entry = self._inflight.pop(wc.wr_id, None)
         if entry is None:
             return
@@ -587,7 +641,7 @@ class FuseLinkNet:
             ln.ready.clear()
             ln.writing = 0
         self._release(m)
-        for d in (self._inflight, self._copies):
+        for d in (self._inflight, self._copies, self._ctrl):
             for key in [k for k, v in d.items() if v[0] is m]:
                 del d[key]
 

@@ -182,8 +182,9 @@ def run(ctx: RunContext) -> ExperimentResult:
               "per-link queues with ECN, PFC and DCQCN")
     res.notes.append(f"virtual time on the emulated fabric ({model}); chunk "
                      f"{DEFAULT_CHUNK_BYTES // KIB} KiB, {DEFAULT_SLOTS} pipeline slots and one "
-                     "RDMA WRITE outstanding per NIC; clear-to-send and free-NIC report not "
-                     "charged (see labrig.runtime.fuselink.net); model ceiling "
+                     "RDMA WRITE outstanding per NIC; one clear-to-send RDMA WRITE per message, "
+                     "the free-NIC report in-process (see labrig.runtime.fuselink.net); "
+                     "model ceiling "
                      f"{ceiling:g} GB/s = 8 x {fab.nic_gbps:g} Gb/s, below the paper's 212")
     if not all(r["intact"] for r in res.rows):
         res.notes.append("DATA MISMATCH: some destination buffers differ from their source")

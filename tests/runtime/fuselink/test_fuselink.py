@@ -4,6 +4,8 @@ NIC when all are busy, and bad use raises labrig errors."""
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -168,3 +170,23 @@ def test_runs_on_the_queue_model_too(policy):
     assert np.array_equal(src.view, dst.view)
     with pytest.raises(UsageError, match="network"):
         build_fabric(gpus=GPUS, nics=GPUS, network="packets")
+
+
+@pytest.mark.parametrize("policy", ["baseline", "fuselink"])
+def test_clear_to_send_is_an_rdma_write_whose_latency_is_charged(policy):
+    fab = _fabric()
+    topo = fab.net.topology
+    net = FuseLinkNet(fab.servers, policy, chunk_bytes=CHUNK)
+    ((sc, rc, src, dst, ms, md),) = _connect(net, fab, [1], 4096)
+    times = []
+    for _ in range(3):
+        t0 = net.now()
+        rs, rr = net.isend(sc, ms, 4096), net.irecv(rc, md, 4096)
+        net.wait(rs, rr)
+        times.append(rr.done_ns - t0)
+    lane = next(iter(sc.lanes.values()))
+    seq, mask = struct.unpack("<QQ", lane.cts_tx.read(16))
+    assert seq == 3 and mask == 1 << lane.tx_nic          # the record landed in host memory
+    one_way = topo.path_latency_ns(topo.path(f"s1.nic{lane.rx_nic}", f"s0.nic{lane.tx_nic}"))
+    # the CTS crosses the network once before the data does
+    assert min(times) >= 2 * one_way
