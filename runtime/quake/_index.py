@@ -29,7 +29,7 @@ from labrig.runtime.quake._level import Level
 from labrig.runtime.quake._maintenance import MaintenanceReport, run_maintenance
 from labrig.runtime.quake._params import QuakeConfig, QuakeParams
 from labrig.runtime.quake._persist import load_index, save_index
-from labrig.runtime.quake._search import aps_batch, nprobe_batch
+from labrig.runtime.quake._search import ScanModeChooser, aps_batch, nprobe_batch
 from labrig.runtime.search_params import SearchParams, check_params
 from labrig.runtime.vecdata import assign, kmeans
 
@@ -88,6 +88,7 @@ class QuakeIndex:
         # single-query APS scans on all workers at once (§6); batches split by query instead
         self._aps_pool = (ApsPool(self._kernel, self.config.n_workers)
                           if self.config.n_workers > 1 else None)
+        self._scan_mode = ScanModeChooser()        # one query: sequential or parallel APS
         self.last_report: MaintenanceReport | None = None
 
     # ------------------------------------------------------------------ properties

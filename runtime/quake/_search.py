@@ -19,6 +19,7 @@ and the estimate is re-evaluated at every merge.  Its workers are C threads
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from labrig.runtime.quake._scan import merge_topk
 if TYPE_CHECKING:
     from labrig.runtime.quake._index import QuakeIndex
 
-__all__ = ["aps_batch", "n_candidates", "nprobe_batch"]
+__all__ = ["ScanModeChooser", "aps_batch", "n_candidates", "nprobe_batch"]
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
@@ -76,12 +77,43 @@ def _nearest(index: QuakeIndex, ffi: Any, lib: Any, v: Any, qc: Any, qn: float, 
     return slots[:got], dists[:got]
 
 
-def _worth_parallel(index: QuakeIndex, level: Level, ncand: int) -> bool:
-    """Whether one query's level-0 scan is big enough to share: waking the pool and merging
-    under its lock cost ~10-20 µs, so a query expected to scan less (mean partition size
-    times a few partitions) runs on the calling thread."""
+class ScanModeChooser:
+    """Picks, per query, whether level-0 APS runs on the calling thread or on every worker.
+
+    Which is faster depends on the data: two workers help when a query scans many
+    partitions of similar size (each scans its own, §6), and hurt when APS stops after a few
+    and the second worker's partition was not needed -- a large one costs more than the
+    hand-off saves.  So the index measures both: a moving average of the C call's wall time
+    per mode, the faster one used, the other re-tried every ``EXPLORE_EVERY`` queries so a
+    change in the data or the machine's load is noticed (a two-armed bandit)."""
+
+    EXPLORE_EVERY = 8
+    EWMA = 1 / 32
+
+    def __init__(self) -> None:
+        self.mean: list[float | None] = [None, None]     # seconds: [sequential, parallel]
+        self.count = 0
+
+    def choose(self) -> bool:
+        """True: run this query in parallel."""
+        self.count += 1
+        seq, par = self.mean
+        if seq is None or par is None:
+            return seq is not None                       # try sequential first, then parallel
+        best = par < seq
+        return (not best) if self.count % self.EXPLORE_EVERY == 0 else best
+
+    def record(self, parallel: bool, seconds: float) -> None:
+        i = int(parallel)
+        m = self.mean[i]
+        self.mean[i] = seconds if m is None else m + self.EWMA * (seconds - m)
+
+
+def _worth_parallel(index: QuakeIndex, level: Level) -> bool:
+    """Whether sharing a query's scan is worth trying at all: waking the pool costs ~10-20
+    µs, so indexes whose partitions hold a few µs of work each never try."""
     mean_size = level.ntotal / max(level.nlist, 1)
-    return index.d * mean_size * min(ncand, PARALLEL_EXPECT_PARTS) >= PARALLEL_APS_MIN_MACS
+    return index.d * mean_size * PARALLEL_EXPECT_PARTS >= PARALLEL_APS_MIN_MACS
 
 
 def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, qn: float,
@@ -106,10 +138,17 @@ def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, 
         args = (qc, qn, index.d, kk, m, ffi.from_buffer("int32_t[]", slots),
                 ffi.from_buffer("float[]", dists), ffi.from_buffer("float[]", v.cent),
                 v.parts, cap[0], cap[1], tgt, cfg.recompute_threshold, *s.c)
-        if lv == 0 and pool is not None and m > 1 and _worth_parallel(index, levels[0], m):
-            owner = (v.pids[slots] % pool.width).astype(np.int32)
-            with pool.lock:
-                lib.qk_aps_par(pool.ptr, ffi.from_buffer("int32_t[]", owner), *args)
+        if lv == 0 and pool is not None and m > 1 and _worth_parallel(index, levels[0]):
+            chooser = index._scan_mode
+            par = chooser.choose()
+            t0 = time.perf_counter()
+            if par:
+                owner = (v.pids[slots] % pool.width).astype(np.int32)
+                with pool.lock:
+                    lib.qk_aps_par(pool.ptr, ffi.from_buffer("int32_t[]", owner), *args)
+            else:
+                lib.qk_aps(*args)
+            chooser.record(par, time.perf_counter() - t0)
         else:
             lib.qk_aps(*args)
         scanned[lv] = v.pids[slots[np.flatnonzero(s.scanned[:m])]]
