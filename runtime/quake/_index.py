@@ -87,7 +87,8 @@ class QuakeIndex:
                          for i in range(self.config.n_workers)]
         # single-query APS scans on all workers at once (§6); batches split by query instead
         self._aps_pool = (ApsPool(self._kernel, self.config.n_workers)
-                          if self.config.n_workers > 1 else None)
+                          if self.config.n_workers > 1
+                          and self.config.single_query_parallel != "never" else None)
         self._scan_mode = ScanModeChooser()        # one query: sequential or parallel APS
         self.last_report: MaintenanceReport | None = None
 

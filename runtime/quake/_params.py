@@ -14,6 +14,7 @@ __all__ = ["QuakeConfig", "QuakeParams"]
 
 DEFAULT_RECALL_TARGET: Final = 0.9      # §7: every experiment targets 90 % recall
 UPPER_LEVEL_RECALL: Final = 0.99        # §5: fixed target for levels above 0
+SINGLE_QUERY_PARALLEL: Final = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ class QuakeConfig:
         τ_ρ: recompute probabilities when the k-th radius moved by more than this (1 %).
     n_workers : int
         Scan threads; partition p is scanned by worker ``p % n_workers`` (§6).
+    single_query_parallel : str
+        One query's APS on every worker at once (§6): ``"auto"`` measures both ways and uses
+        the faster, ``"always"``, or ``"never"``.  Parallel scanning makes which partitions a
+        query scans depend on thread timing (results can differ between runs at the margin);
+        ``"never"`` keeps search, and so maintenance, deterministic for a given seed.
     seed : int
         Seeds k-means and the λ profile.
     """
@@ -109,6 +115,7 @@ class QuakeConfig:
     calibrate_cap_dim: bool = False
     recompute_threshold: float = 0.01
     n_workers: int = min(os.cpu_count() or 1, 4)
+    single_query_parallel: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -130,6 +137,9 @@ class QuakeConfig:
             v = getattr(self, name)
             if not 0.0 < v <= 1.0:
                 raise ConfigError("QuakeConfig", name, v, "must be in (0, 1]")
+        if self.single_query_parallel not in SINGLE_QUERY_PARALLEL:
+            raise ConfigError("QuakeConfig", "single_query_parallel", self.single_query_parallel,
+                              f"must be one of {SINGLE_QUERY_PARALLEL}")
         if self.cap_form not in CAP_FORMS:
             raise ConfigError("QuakeConfig", "cap_form", self.cap_form,
                               f"must be one of {CAP_FORMS}")

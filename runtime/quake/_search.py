@@ -140,7 +140,7 @@ def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, 
                 v.parts, cap[0], cap[1], tgt, cfg.recompute_threshold, *s.c)
         if lv == 0 and pool is not None and m > 1 and _worth_parallel(index, levels[0]):
             chooser = index._scan_mode
-            par = chooser.choose()
+            par = cfg.single_query_parallel == "always" or chooser.choose()
             t0 = time.perf_counter()
             if par:
                 owner = (v.pids[slots] % pool.width).astype(np.int32)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from labrig.errors import ConfigError
 from labrig.runtime.quake import QuakeConfig, QuakeIndex, QuakeParams
 from labrig.runtime.quake._aps import aps_probabilities
 from labrig.runtime.quake._calibrate import cap_dim_grid
@@ -120,7 +121,8 @@ def _single_query_recall(n_workers: int, target: float) -> tuple[float, list[set
     that runs APS on all workers, §6, when n_workers > 1)."""
     x, q = clustered_vectors(6000, 32, n_clusters=32, dtype=np.float32, seed=3, n_queries=80)
     _, gi = brute_force_knn(x, q, 10)
-    with QuakeIndex(32, QuakeConfig(n_workers=n_workers)) as ix:
+    with QuakeIndex(32, QuakeConfig(n_workers=n_workers,
+                                     single_query_parallel="always")) as ix:
         ix.build(x)
         got = np.stack([ix.search(q[r:r + 1], 10, params=QuakeParams(recall_target=target))[1][0]
                         for r in range(len(q))])
@@ -140,7 +142,8 @@ def test_parallel_single_query_aps_meets_target_like_sequential() -> None:
 def test_parallel_single_query_full_target_is_exact() -> None:
     x, q = clustered_vectors(3000, 16, n_clusters=20, dtype=np.float32, seed=5, n_queries=30)
     _, gi = brute_force_knn(x, q, 10)
-    with QuakeIndex(16, QuakeConfig(n_workers=2, candidate_fraction=1.0)) as ix:
+    with QuakeIndex(16, QuakeConfig(n_workers=2, candidate_fraction=1.0,
+                                     single_query_parallel="always")) as ix:
         ix.build(x)
         for r in range(len(q)):
             _, got = ix.search(q[r:r + 1], 10, params=QuakeParams(recall_target=1.0))
@@ -154,3 +157,17 @@ def test_close_joins_the_aps_workers_and_is_idempotent() -> None:
     ix.search(x[:1], 5)
     ix.close()
     ix.close()
+
+
+def test_sequential_single_queries_are_deterministic_and_mode_is_checked() -> None:
+    x, q = clustered_vectors(3000, 16, n_clusters=20, dtype=np.float32, seed=2, n_queries=40)
+
+    def run() -> tuple[list[list[int]], list[list[int]]]:
+        with QuakeIndex(16, QuakeConfig(n_workers=2, single_query_parallel="never")) as ix:
+            ix.build(x)
+            ids = [ix.search(q[r:r + 1], 10)[1][0].tolist() for r in range(len(q))]
+            return ids, [sorted(r.tolist()) for r in ix.tracker._records]
+
+    assert run() == run()
+    with pytest.raises(ConfigError, match="single_query_parallel"):
+        QuakeConfig(single_query_parallel="sometimes")
