@@ -52,14 +52,14 @@ in flight and every sender is at line rate, the model jumps straight to the next
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from labrig.errors import ConfigError, UsageError
-from labrig.hw.fabric.flows import NS_PER_S, FabricModel, Flow, FlowState
+from labrig.hw.fabric.flows import NS_PER_S, FabricModel, Flow
 from labrig.hw.fabric.topology import NodeKind, Topology
 
 if TYPE_CHECKING:
@@ -323,20 +323,6 @@ class QueueNetwork(FabricModel):
         self._t = platform.now_ns                     # time the state describes
 
     # -- public API -------------------------------------------------------------------------
-    def transfer(self, src: str, dst: str, nbytes: int, on_done: Callable[[int], None], *,
-                 on_fail: Callable[[str], None] | None = None,
-                 path: Sequence[str] | None = None, ecmp_key: int | None = None) -> Flow:
-        """Move ``nbytes`` from ``src`` to ``dst``; as :meth:`FlowNetwork.transfer`."""
-        f = self._new_flow(src, dst, nbytes, on_done, on_fail, path, ecmp_key)
-        down = self._down_link_of(f)
-        if down is not None:
-            self._fail(f, f"link {down} is down")
-        elif nbytes == 0 or not len(f._links):
-            self._land(f, self.plat.now_ns)
-        else:
-            self._admit(f)
-        return f
-
     def set_link_up(self, link: str, up: bool) -> None:
         """Bring ``link`` up or down; down fails every flow sending or landing over it."""
         i = self.topology.link(link).index
@@ -354,18 +340,9 @@ class QueueNetwork(FabricModel):
                 self._fail(f, reason)
         self._fail_landing(i, reason)
 
-    def cancel(self, flow: Flow) -> None:
-        """Drop ``flow`` without calling either callback."""
-        if flow.finished:
-            return
-        if flow.state is FlowState.LANDING:
-            self._landing.pop(flow.id, None)
-            if flow._timer is not None:
-                flow._timer.cancel()
-        else:
-            keep = [k for k, f in enumerate(self._flows) if f is not flow]
-            self._drop_rows(np.asarray(keep, np.int64))
-        flow.state = FlowState.CANCELLED
+    def _cancel_active(self, flow: Flow) -> None:
+        keep = [k for k, f in enumerate(self._flows) if f is not flow]
+        self._drop_rows(np.asarray(keep, np.int64))
 
     def rate_of(self, flow: Flow) -> float:
         """Current sending rate of ``flow`` in bytes/s (0 unless it is sending)."""
@@ -389,14 +366,6 @@ class QueueNetwork(FabricModel):
         """``(flow, sending rate in bytes/s)`` for every active flow."""
         rate = self._send_rate()
         return [(f, float(r * NS_PER_S)) for f, r in zip(self._flows, rate)]
-
-    def link_load_Bps(self) -> dict[str, float]:
-        """Summed sending rate of the active flows over each link they cross, bytes/s."""
-        load = np.zeros(len(self._bw))
-        for f, r in zip(self._flows, self._send_rate()):
-            np.add.at(load, f._links, r)
-        names = self.topology.link_names
-        return {names[i]: float(load[i] * NS_PER_S) for i in np.flatnonzero(load)}
 
     def queue_bytes(self) -> dict[str, float]:
         """Standing queue per link with one, bytes."""

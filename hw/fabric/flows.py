@@ -28,6 +28,7 @@ not delivered.  A flow posted over a link that is already down fails the same wa
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -116,7 +117,7 @@ class Flow:
                 f"state={self.state.value})")
 
 
-class FabricModel:
+class FabricModel(ABC):
     """What every network model of a :class:`Topology` shares: checked transfers, link state,
     delivery and failure callbacks, ``stats`` and ``observers``.  :class:`FlowNetwork` (max-min
     flows) and :class:`~labrig.hw.fabric.congestion.QueueNetwork` (per-link queues with ECN, PFC
@@ -134,6 +135,54 @@ class FabricModel:
         self._next_id = 0
         self.stats = dict.fromkeys(self.STAT_KEYS, 0)
         self.observers: list[Callable[[FabricModel], None]] = []
+
+    def transfer(self, src: str, dst: str, nbytes: int, on_done: Callable[[int], None], *,
+                 on_fail: Callable[[str], None] | None = None,
+                 path: Sequence[str] | None = None, ecmp_key: int | None = None) -> Flow:
+        """Move ``nbytes`` from node ``src`` to node ``dst``.
+
+        Parameters
+        ----------
+        src, dst : str
+            Node names.  ``src == dst`` (an empty route) delivers after 0 ns: the caller
+            models any device-internal cost itself.
+        nbytes : int
+            Bytes to move, >= 0 (0 bytes still pays the path latency).
+        on_done : callable
+            ``on_done(now_ns)`` when the last byte arrives (always from an event, never inside
+            this call).
+        on_fail : callable, optional
+            ``on_fail(reason)`` if a link on the route is down or goes down before the last
+            byte arrives.  Without it a failed flow just ends in ``FlowState.FAILED``.
+        path : sequence of str, optional
+            Explicit route (link names, chained from ``src`` to ``dst``); default
+            :meth:`Topology.path`.
+        ecmp_key : int, optional
+            Without ``path``: the flow's ECMP hash (e.g. its QP number); the route is
+            :meth:`Topology.ecmp_path`, one of the equal-cost routes, chosen per switch.
+
+        Returns
+        -------
+        Flow
+
+        Raises
+        ------
+        UsageError
+            Unknown node or link, no route, a path that does not chain, bad ``nbytes``.
+        """
+        f = self._new_flow(src, dst, nbytes, on_done, on_fail, path, ecmp_key)
+        down = self._down_link_of(f)
+        if down is not None:
+            self._fail(f, f"link {down} is down")
+        elif nbytes == 0 or not len(f._links):
+            self._land(f, self.plat.now_ns)
+        else:
+            self._admit(f)
+        return f
+
+    @abstractmethod
+    def _admit(self, f: Flow) -> None:
+        """Start sending a checked flow with bytes to move over a live route."""
 
     def _new_flow(self, src: str, dst: str, nbytes: int, on_done: Callable[[int], None],
                   on_fail: Callable[[str], None] | None, path: Sequence[str] | None,
@@ -175,6 +224,34 @@ class FabricModel:
         """Capacity of ``link`` in bytes/s right now (0 while it is down)."""
         ln = self.topology.link(link)
         return ln.bandwidth_Bps if self._up[ln.index] else 0.0
+
+    def cancel(self, flow: Flow) -> None:
+        """Drop ``flow`` without calling either callback (e.g. its QP was destroyed)."""
+        if flow.finished:
+            return
+        if flow.state is FlowState.LANDING:
+            self._landing.pop(flow.id, None)
+            if flow._timer is not None:
+                flow._timer.cancel()
+        else:
+            self._cancel_active(flow)
+        flow.state = FlowState.CANCELLED
+
+    @abstractmethod
+    def _cancel_active(self, flow: Flow) -> None:
+        """Remove a flow that has not finished sending from the model's state."""
+
+    @abstractmethod
+    def snapshot(self) -> list[tuple[Flow, float]]:
+        """``(flow, rate in bytes/s)`` for every sending flow, in arrival order."""
+
+    def link_load_Bps(self) -> dict[str, float]:
+        """Summed rate of the sending flows over each loaded link, in bytes/s."""
+        load = np.zeros(len(self._bw))
+        for f, r in self.snapshot():
+            np.add.at(load, f._links, r)
+        names = self.topology.link_names
+        return {names[i]: float(load[i]) for i in np.flatnonzero(load)}
 
     def _land(self, f: Flow, now: int, delay_ns: int | None = None) -> None:
         """The last byte left the source: deliver it ``delay_ns`` (default: one path latency)
@@ -257,51 +334,10 @@ class FlowNetwork(FabricModel):
         self._depart_ev: Event | None = None           # next departure
 
     # -- public API -------------------------------------------------------------------------
-    def transfer(self, src: str, dst: str, nbytes: int, on_done: Callable[[int], None], *,
-                 on_fail: Callable[[str], None] | None = None,
-                 path: Sequence[str] | None = None, ecmp_key: int | None = None) -> Flow:
-        """Move ``nbytes`` from node ``src`` to node ``dst``.
-
-        Parameters
-        ----------
-        src, dst : str
-            Node names.  ``src == dst`` (an empty route) delivers after 0 ns: the caller
-            models any device-internal cost itself.
-        nbytes : int
-            Bytes to move, >= 0 (0 bytes still pays the path latency).
-        on_done : callable
-            ``on_done(now_ns)`` when the last byte arrives (always from an event, never inside
-            this call).
-        on_fail : callable, optional
-            ``on_fail(reason)`` if a link on the route is down or goes down before the last
-            byte arrives.  Without it a failed flow just ends in ``FlowState.FAILED``.
-        path : sequence of str, optional
-            Explicit route (link names, chained from ``src`` to ``dst``); default
-            :meth:`Topology.path`.
-        ecmp_key : int, optional
-            Without ``path``: the flow's ECMP hash (e.g. its QP number); the route is
-            :meth:`Topology.ecmp_path`, one of the equal-cost routes, chosen per switch.
-
-        Returns
-        -------
-        Flow
-
-        Raises
-        ------
-        UsageError
-            Unknown node or link, no route, a path that does not chain, bad ``nbytes``.
-        """
-        f = self._new_flow(src, dst, nbytes, on_done, on_fail, path, ecmp_key)
-        down = self._down_link_of(f)
-        if down is not None:
-            self._fail(f, f"link {down} is down")
-        elif nbytes == 0 or not len(f._links):
-            self._land(f, self.plat.now_ns)
-        else:
-            self._arrivals.append(f)
-            if self._update_ev is None:
-                self._update_ev = self.plat.schedule(0, self._on_update)
-        return f
+    def _admit(self, f: Flow) -> None:
+        self._arrivals.append(f)
+        if self._update_ev is None:
+            self._update_ev = self.plat.schedule(0, self._on_update)
 
     def set_link_up(self, link: str, up: bool) -> None:
         """Bring ``link`` up or down.  Down: every flow sending or landing over it fails
@@ -329,22 +365,14 @@ class FlowNetwork(FabricModel):
         self._fail_landing(i, reason)
         self._recompute()
 
-    def cancel(self, flow: Flow) -> None:
-        """Drop ``flow`` without calling either callback (e.g. its QP was destroyed)."""
-        if flow.finished:
-            return
-        if flow.state is FlowState.LANDING:
-            self._landing.pop(flow.id, None)
-            if flow._timer is not None:
-                flow._timer.cancel()
-        elif flow in self._arrivals:
+    def _cancel_active(self, flow: Flow) -> None:
+        if flow in self._arrivals:
             self._arrivals.remove(flow)
         else:
             self._sync()
             keep = [k for k, f in enumerate(self._sending) if f is not flow]
             self._take(np.asarray(keep, dtype=np.int64))
             self._recompute()
-        flow.state = FlowState.CANCELLED
 
     def rate_of(self, flow: Flow) -> float:
         """Current rate of ``flow`` in bytes/s (0 unless it is sending)."""
@@ -374,15 +402,6 @@ class FlowNetwork(FabricModel):
         """``(flow, rate in bytes/s)`` for every sending flow, in arrival order."""
         self._flush()
         return [(f, float(r * NS_PER_S)) for f, r in zip(self._sending, self._rate)]
-
-    def link_load_Bps(self) -> dict[str, float]:
-        """Summed rate of the sending flows over each loaded link, in bytes/s."""
-        self._flush()
-        load = np.zeros(len(self._bw))
-        for f, r in zip(self._sending, self._rate):
-            np.add.at(load, f._links, r)
-        names = self.topology.link_names
-        return {names[i]: float(load[i] * NS_PER_S) for i in np.flatnonzero(load)}
 
     # -- the model --------------------------------------------------------------------------
     def _flush(self) -> None:
