@@ -150,14 +150,17 @@ class Level:
             self.on_new(pid, part.centroid)
         return pid
 
-    def replace_partition(self, pid: int, centroid: F32, x: F32, ids: I64, norms: F32) -> None:
+    def replace_partition(self, pid: int, centroid: F32, x: F32, ids: I64, norms: F32, *,
+                          relocate: bool = True) -> None:
         """Give partition ``pid`` a new centroid and contents (refinement); the parent level
-        gets the moved centroid as a deleted and re-inserted item with the same id."""
+        gets the moved centroid as a deleted and re-inserted item with the same id.
+        ``relocate=False``: the caller has already pointed ``loc`` at ``pid`` for these ids."""
         part = self.parts[pid]
         moved = not np.array_equal(part.centroid, centroid)
         part.centroid = np.array(centroid, dtype=np.float32)   # a copy, never a view
         part.x, part.ids, part.norms = x, ids, norms
-        self.loc.update(dict.fromkeys(ids.tolist(), pid))
+        if relocate:
+            self.loc.update(dict.fromkeys(ids.tolist(), pid))
         self.changed()
         if moved and self.on_drop is not None and self.on_new is not None:
             self.on_drop(pid)
