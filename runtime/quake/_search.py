@@ -10,10 +10,12 @@ Fixed nprobe: the nprobe nearest level-0 centroids (ranked exactly), then every 
 partition) pair is scanned by the worker that owns the partition, ``pid mod W`` (§6
 affinity), into that worker's own top-k buffers; the buffers are merged at the end.  APS
 batches are spread over the workers by query, as the public code's ``parallel_for`` over
-queries does.  A single query's level-0 APS runs on every worker at once (§6, Algorithm 2;
+queries does.  A single query's level-0 APS can run on every worker at once (§6, Algorithm 2;
 ``qk_aps_par``): candidate partitions belong to worker ``pid mod W``, an idle worker steals,
 and the estimate is re-evaluated at every merge.  Its workers are C threads
 (:class:`._kernel.ApsPool`): a Python thread hand-off costs about as much as a whole scan.
+Whether a query runs that way follows ``QuakeConfig.single_query_parallel``; with "auto" a
+:class:`ScanModeChooser` measures both ways and uses the faster.
 """
 
 from __future__ import annotations
