@@ -349,6 +349,7 @@ qk_pool *qk_pool_new(int nthreads) {
     qk_pool *P = calloc(1, sizeof *P);
     if (!P) return NULL;
     P->th = calloc(nthreads > 0 ? nthreads : 1, sizeof *P->th);
+    if (!P->th) { free(P); return NULL; }
     pthread_mutex_init(&P->mu, NULL);
     pthread_cond_init(&P->cv, NULL);
     atomic_init(&P->gen, 0);
@@ -356,6 +357,7 @@ qk_pool *qk_pool_new(int nthreads) {
     atomic_init(&P->active, 0);
     for (int i = 0; i < nthreads; i++) {
         pool_arg *a = malloc(sizeof *a);
+        if (!a) break;                       /* fewer threads: the caller still works */
         a->pool = P; a->w = i + 1;
         if (pthread_create(&P->th[i], NULL, pool_main, a) != 0) { free(a); break; }
         P->n = i + 1;
