@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
@@ -90,6 +91,7 @@ class QuakeIndex:
                           if self.config.n_workers > 1
                           and self.config.single_query_parallel != "never" else None)
         self._scan_mode = ScanModeChooser()        # one query: sequential or parallel APS
+        self._tls = threading.local()              # per calling thread: APS scratch buffers
         self.last_report: MaintenanceReport | None = None
 
     # ------------------------------------------------------------------ properties

@@ -10,7 +10,7 @@ level sits the root: all the top level's centroids, scanned in full by every que
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -99,7 +99,9 @@ class LevelView:
 
     ``pids[slot]`` is the partition id of a slot, ``slot_of[pid]`` the slot of a partition id
     (−1 if gone), ``cent`` (n, d) and ``cn`` (n,) the centroids and their squared norms,
-    ``parts`` a ``qk_part[]`` pointing into the partitions' arrays (``keep`` holds them).
+    ``parts`` a ``qk_part[]`` pointing into the partitions' arrays (``keep`` holds them),
+    ``cent_c``/``cn_c`` C pointers to ``cent``/``cn``; ``owners`` caches each slot's worker
+    (``pid mod W``) by pool width.
     """
 
     pids: I64
@@ -108,6 +110,16 @@ class LevelView:
     cn: F32
     parts: Any
     keep: list[Any]
+    cent_c: Any = None
+    cn_c: Any = None
+    owners: dict[int, NDArray[np.int32]] = field(default_factory=dict)
+
+    def owner_of(self, width: int) -> NDArray[np.int32]:
+        """Worker of every slot for a pool of ``width`` workers (§6 affinity)."""
+        got = self.owners.get(width)
+        if got is None:
+            got = self.owners[width] = (self.pids % width).astype(np.int32)
+        return got
 
 
 class Level:
@@ -232,5 +244,6 @@ class Level:
                     parts[s].x, parts[s].norms, parts[s].ids = bufs
                     keep += [part.x, part.norms, part.ids, *bufs]
                 parts[s].size = part.size
-            self._view = LevelView(pids, slot_of, cent, cn, parts, keep)
+            self._view = LevelView(pids, slot_of, cent, cn, parts, keep,
+                                   ffi.from_buffer("float[]", cent), ffi.from_buffer("float[]", cn))
         return self._view

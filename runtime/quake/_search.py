@@ -45,6 +45,7 @@ PARALLEL_MIN_MACS = 1 << 20
 # (measured: about break-even at 64 k multiply-adds on a 2-core host).
 PARALLEL_APS_MIN_MACS = 1 << 16
 PARALLEL_EXPECT_PARTS = 4
+SCRATCH_KEYS_MAX = 16        # (k, candidates) buffer shapes kept per thread
 
 
 def n_candidates(index: QuakeIndex, level: Level) -> int:
@@ -73,8 +74,7 @@ def _nearest(index: QuakeIndex, ffi: Any, lib: Any, v: Any, qc: Any, qn: float, 
     """Slots and squared distances of the ``m`` centroids of view ``v`` nearest the query."""
     slots = np.empty(max(m, 1), np.int32)
     dists = np.empty(max(m, 1), np.float32)
-    got = lib.qk_nearest(qc, qn, ffi.from_buffer("float[]", v.cent),
-                         ffi.from_buffer("float[]", v.cn), len(v.pids), index.d, m,
+    got = lib.qk_nearest(qc, qn, v.cent_c, v.cn_c, len(v.pids), index.d, m,
                          ffi.from_buffer("int32_t[]", slots), ffi.from_buffer("float[]", dists))
     return slots[:got], dists[:got]
 
@@ -119,11 +119,14 @@ def _worth_parallel(index: QuakeIndex, level: Level) -> bool:
 
 
 def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, qn: float,
-               k: int, target: float, pool: ApsPool | None) -> tuple[F32, I64, list[I64]]:
+               k: int, target: float, pool: ApsPool | None,
+               scratch: dict[tuple[int, int], _Scratch] | None = None
+               ) -> tuple[F32, I64, list[I64]]:
     """APS descent for one query; returns (distances, ids, scanned pids per level).
 
     With ``pool``, level 0 -- where nearly all the scanning is -- runs on all the pool's
-    workers, each candidate partition owned by worker ``pid mod W`` (§6 affinity)."""
+    workers, each candidate partition owned by worker ``pid mod W`` (§6 affinity).
+    ``scratch``: reusable buffers of the calling thread, by (k, candidates)."""
     levels = index._levels
     cfg = index.config
     qc = ffi.from_buffer("float[]", q)
@@ -136,16 +139,20 @@ def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, 
         kk = k if lv == 0 else n_candidates(index, levels[lv - 1])
         tgt = target if lv == 0 else cfg.upper_recall_target
         m = len(slots)
-        s = _Scratch(ffi, kk, max(m, 1))
+        s = scratch.get((kk, m)) if scratch is not None else None
+        if s is None:
+            s = _Scratch(ffi, kk, max(m, 1))
+            if scratch is not None:
+                scratch[(kk, m)] = s
         args = (qc, qn, index.d, kk, m, ffi.from_buffer("int32_t[]", slots),
-                ffi.from_buffer("float[]", dists), ffi.from_buffer("float[]", v.cent),
+                ffi.from_buffer("float[]", dists), v.cent_c,
                 v.parts, cap[0], cap[1], tgt, cfg.recompute_threshold, *s.c)
         if lv == 0 and pool is not None and m > 1 and _worth_parallel(index, levels[0]):
             chooser = index._scan_mode
             par = cfg.single_query_parallel == "always" or chooser.choose()
             t0 = time.perf_counter()
             if par:
-                owner = (v.pids[slots] % pool.width).astype(np.int32)
+                owner = v.owner_of(pool.width)[slots]
                 with pool.lock:
                     lib.qk_aps_par(pool.ptr, ffi.from_buffer("int32_t[]", owner), *args)
             else:
@@ -156,7 +163,7 @@ def _aps_query(index: QuakeIndex, ffi: Any, lib: Any, views: list[Any], q: F32, 
         scanned[lv] = v.pids[slots[np.flatnonzero(s.scanned[:m])]]
         cnt = int(s.cnt[0])
         if lv == 0:
-            return s.td[:cnt], s.ti[:cnt], scanned
+            return s.td[:cnt].copy(), s.ti[:cnt].copy(), scanned
         if cnt:
             slots = np.ascontiguousarray(views[lv - 1].slot_of[s.ti[:cnt]])
             dists = s.td[:cnt].copy()
@@ -181,9 +188,16 @@ def aps_batch(index: QuakeIndex, q: F32, k: int, target: float, *, record: bool 
     single = len(q) == 1 or w <= 1
     pool = index._aps_pool if single else None
 
+    scratch = None
+    if single:                          # buffers of the calling thread, reused across queries
+        scratch = getattr(index._tls, "scratch", None)
+        if scratch is None or len(scratch) > SCRATCH_KEYS_MAX:
+            scratch = index._tls.scratch = {}
+
     def run(rows: range) -> None:
         for r in rows:
-            d, i, sc = _aps_query(index, ffi, lib, views, q[r], float(qn[r]), k, target, pool)
+            d, i, sc = _aps_query(index, ffi, lib, views, q[r], float(qn[r]), k, target, pool,
+                                  scratch)
             out_d[r, :len(d)], out_i[r, :len(i)] = d, i
             scans[r] = sc
 
