@@ -249,8 +249,9 @@ def _replay(sys: System, wl: Workload, st: Stats, bar: Progress) -> None:
             _, gt = brute_force_knn(store[live], op.vectors, K)
             st.recall.append(recall_at_k(found, live[gt], K))
             step += 1
+            live_x, live_ids = store[live], live.astype(np.int64)   # harness work: not timed
             t1 = time.perf_counter()
-            sys.after_step(step, store[live], live.astype(np.int64))
+            sys.after_step(step, live_x, live_ids)
             m = time.perf_counter() - t1
             st.maint_s += m
             dt += m
