@@ -120,20 +120,71 @@ void qk_scan_batch(const float *Q, const float *QN, int d, int k, const qk_part 
     }
 }
 
-/* the m nearest centroids (slots and squared distances, ascending); returns how many */
+/* the k-th smallest of a[0..n) (0-based), reordering a: Hoare quickselect */
+static float select_kth(float *a, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) { float t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return a[k];
+    }
+    return a[k];
+}
+
+/* the m nearest centroids (slots and squared distances, ascending; ties by slot); returns
+   how many.  All distances first (4 rows at a time), then the m-th smallest by quickselect
+   and one pass to collect: O(n·d + n + m²) rather than a top-m insertion per centroid. */
 int qk_nearest(const float *q, float qn, const float *cent, const float *cn, int n, int d,
                int m, int32_t *out_slot, float *out_d) {
     if (m <= 0 || n <= 0) return 0;
-    int32_t cnt = 0;
-    int64_t tmp_i[m];
-    for (int j = 0; j < n; j++) {
-        float dist = qn - 2.0f * dot(q, cent + (int64_t)j * d, d) + cn[j];
-        if (dist < 0.0f) dist = 0.0f;
-        if (cnt == m && !(dist < out_d[m - 1])) continue;
-        topk_push(out_d, tmp_i, &cnt, m, dist, j);
+    if (m > n) m = n;
+    float *dist = malloc(2 * (size_t)n * sizeof *dist);
+    if (!dist) {                             /* no memory: the incremental top-m */
+        int32_t cnt = 0;
+        int64_t tmp_i[m];
+        for (int j = 0; j < n; j++) {
+            float dj = qn - 2.0f * dot(q, cent + (int64_t)j * d, d) + cn[j];
+            if (dj < 0.0f) dj = 0.0f;
+            if (cnt == m && !(dj < out_d[m - 1])) continue;
+            topk_push(out_d, tmp_i, &cnt, m, dj, j);
+        }
+        for (int j = 0; j < cnt; j++) out_slot[j] = (int32_t)tmp_i[j];
+        return cnt;
     }
-    for (int j = 0; j < cnt; j++) out_slot[j] = (int32_t)tmp_i[j];
-    return cnt;
+    float dots[SCAN_BLOCK];
+    for (int j0 = 0; j0 < n; j0 += SCAN_BLOCK) {
+        int nb = n - j0 < SCAN_BLOCK ? n - j0 : SCAN_BLOCK;
+        if (nb == SCAN_BLOCK) dot4(q, cent + (int64_t)j0 * d, d, dots);
+        else for (int b = 0; b < nb; b++) dots[b] = dot(q, cent + (int64_t)(j0 + b) * d, d);
+        for (int b = 0; b < nb; b++) {
+            float dj = qn - 2.0f * dots[b] + cn[j0 + b];
+            dist[j0 + b] = dj < 0.0f ? 0.0f : dj;
+        }
+    }
+    float *tmp = dist + n;
+    for (int j = 0; j < n; j++) tmp[j] = dist[j];
+    float thr = select_kth(tmp, n, m - 1);
+    int c = 0;
+    for (int j = 0; j < n && c < m; j++)
+        if (dist[j] < thr) { out_slot[c] = j; out_d[c] = dist[j]; c++; }
+    for (int j = 0; j < n && c < m; j++)
+        if (dist[j] == thr) { out_slot[c] = j; out_d[c] = dist[j]; c++; }
+    for (int i = 1; i < c; i++) {            /* ascending by (distance, slot) */
+        float dv = out_d[i]; int32_t sv = out_slot[i]; int j = i;
+        while (j > 0 && (out_d[j - 1] > dv || (out_d[j - 1] == dv && out_slot[j - 1] > sv))) {
+            out_d[j] = out_d[j - 1]; out_slot[j] = out_slot[j - 1]; j--;
+        }
+        out_d[j] = dv; out_slot[j] = sv;
+    }
+    free(dist);
+    return c;
 }
 
 /* linear interpolation of the tabulated cap fraction at t = h / rho (OSDI'25 §5) */

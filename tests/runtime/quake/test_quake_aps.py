@@ -171,3 +171,25 @@ def test_sequential_single_queries_are_deterministic_and_mode_is_checked() -> No
     assert run() == run()
     with pytest.raises(ConfigError, match="single_query_parallel"):
         QuakeConfig(single_query_parallel="sometimes")
+
+
+def test_nearest_centroids_kernel_orders_by_distance_then_slot() -> None:
+    from labrig.runtime.quake._kernel import kernel
+
+    mod = kernel()
+    ffi, lib = mod.ffi, mod.lib
+    rng = np.random.default_rng(4)
+    cent = rng.integers(-3, 4, (53, 8)).astype(np.float32)    # small ints: many exact ties
+    cent[10] = cent[3]
+    cn = (cent * cent).sum(1, dtype=np.float32)
+    q = rng.integers(-3, 4, 8).astype(np.float32)
+    want = sorted(range(53), key=lambda j: (float(((cent[j] - q) ** 2).sum()), j))
+    for m in (1, 7, 20, 53, 80):
+        slots = np.empty(m, np.int32)
+        dists = np.empty(m, np.float32)
+        got = lib.qk_nearest(ffi.from_buffer("float[]", q), float((q * q).sum()),
+                             ffi.from_buffer("float[]", cent), ffi.from_buffer("float[]", cn),
+                             53, 8, m, ffi.from_buffer("int32_t[]", slots),
+                             ffi.from_buffer("float[]", dists))
+        assert got == min(m, 53)
+        assert slots[:got].tolist() == want[:got]
