@@ -158,8 +158,10 @@ class FabricModel(ABC):
             Explicit route (link names, chained from ``src`` to ``dst``); default
             :meth:`Topology.path`.
         ecmp_key : int, optional
-            Without ``path``: the flow's ECMP hash (e.g. its QP number); the route is
-            :meth:`Topology.ecmp_path`, one of the equal-cost routes, chosen per switch.
+            Without ``path``: the flow's ECMP hash (e.g. its QP number, as RoCEv2 derives the
+            UDP source port from it); the route is ``Topology.path(src, dst,
+            flow_hash=ecmp_key)``, one of the equal-cost routes, chosen per switch.  ``None``:
+            :meth:`Topology.path`'s single route.  Not an int: UsageError.
 
         Returns
         -------
@@ -197,10 +199,8 @@ class FabricModel(ABC):
         topo = self.topology
         if path is not None:
             route = topo.check_path(src, dst, path)
-        elif ecmp_key is not None:
-            route = topo.ecmp_path(src, dst, ecmp_key)
         else:
-            route = topo.path(src, dst)
+            route = topo.path(src, dst, flow_hash=ecmp_key)
         idx = self._link_index
         links = np.fromiter((idx[ln] for ln in route), dtype=np.int64, count=len(route))
         latency = int(topo.latency_ns[links].sum()) if len(route) else 0

@@ -18,9 +18,15 @@ route.  Two forwarding rules keep routes physical:
 - a route crosses the network at most once (it cannot come back out of one server's PCIe tree
   onto the network: that would be a relay through a server, which again the caller models).
 
-Equal-cost routes (:meth:`Topology.paths`) are what ECMP spreads flows over:
-:meth:`Topology.ecmp_path` picks one per flow hash, hashing at every switch that has several
-equal-cost next hops, as RoCE switches hash a flow's 5-tuple.
+Equal-cost routes (:meth:`Topology.paths`: same hop count and summed latency as the best, same
+forwarding rules) are what ECMP spreads flows over: ``path(src, dst, flow_hash=h)`` walks them
+hop by hop and, at every network switch with several equal-cost next hops, takes next hop number
+``mix(h, switch name) mod n`` (links ordered by name), as a RoCE switch hashes each flow's
+5-tuple -- RoCEv2 carries per-flow entropy in the UDP source port (IBTA RoCEv2 annex A17.3),
+and the ns-3 HPCC simulator's ``SwitchNode::GetOutDev`` hashes per flow at each switch.  ``mix``
+is splitmix64 over the flow hash and the CRC-32 of the switch name, so the choice is the same in
+every process (no salted ``hash()`` of strings) and each switch splits flows independently
+(mixing in the switch avoids ECMP polarization, where every tier makes the same choice).
 
 Link names are ``"<src>-><dst>"`` (e.g. ``"s0.nic2->tor0"``); node names follow the preset
 convention ``"s0.gpu3"``, ``"s0.nic2"``, ``"s0.cpu"``, ``"s0.pcie1"``, ``"s0.nvsw"``,
@@ -30,6 +36,7 @@ convention ``"s0.gpu3"``, ``"s0.nic2"``, ``"s0.cpu"``, ``"s0.pcie1"``, ``"s0.nvs
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,9 +66,20 @@ class NodeKind(StrEnum):
 _NETWORK_KINDS = frozenset({NodeKind.SWITCH})
 #: Route phases of :meth:`Topology.path`: before, on and after the (single) network crossing.
 _BEFORE_NET, _ON_NET, _AFTER_NET = 0, 1, 2
-#: Equal-cost routes enumerated per pair at most (a leaf-spine of 64 spines stays well under).
+#: Default ``limit`` of :meth:`Topology.paths` (a leaf-spine of 64 spines stays well under).
 ECMP_MAX_PATHS = 256
 _MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class _RouteDag:
+    """Equal-cost routes of one (src, dst) pair as a DAG over (node, phase) states: ``nxt``
+    maps each non-terminal state on a route to its (link name, next state) options sorted by
+    link name; terminal states (at dst) have no entry.  ``count`` is the number of routes."""
+
+    start: tuple[str, int]
+    nxt: Mapping[tuple[str, int], tuple[tuple[str, tuple[str, int]], ...]]
+    count: int
 
 
 @dataclass(frozen=True)
@@ -237,6 +255,7 @@ class Topology:
         self._out = {n: tuple(sorted(ls, key=lambda ln: ln.dst)) for n, ls in out.items()}
         self._paths: dict[tuple[str, str], tuple[str, ...]] = {}
         self._ecmp: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {}
+        self._dags: dict[tuple[str, str], _RouteDag] = {}
 
     # -- inspection -------------------------------------------------------------------------
     def node(self, name: str) -> Node:
@@ -280,17 +299,27 @@ class Topology:
         return min((self.link(ln).bandwidth_Bps for ln in path), default=math.inf)
 
     # -- routing ----------------------------------------------------------------------------
-    def path(self, src: str, dst: str) -> tuple[str, ...]:
+    def path(self, src: str, dst: str, *, flow_hash: int | None = None) -> tuple[str, ...]:
         """Link names of the route from ``src`` to ``dst``; ``()`` when they are the same node.
 
         Fewest hops first, then least summed latency, then lexicographically smallest link
         names; GPUs never forward and NICs forward only host side <-> network side.
 
+        With ``flow_hash`` (an int: a QP number, a UDP source port, any per-flow key; its low
+        64 bits count), the route is the one an ECMP fabric gives that flow: one of
+        :meth:`paths`, chosen hop by hop -- each network switch with ``n > 1`` equal-cost next
+        hops takes the ``mix(flow_hash, switch) mod n``-th by link name (see the module
+        docstring); other nodes (PCIe switches, NICs) take the first, as without a hash.  The
+        choice is deterministic and the same in every process.
+
         Raises
         ------
         UsageError
-            Unknown node, or no route (the message names both ends).
+            Unknown node, or no route (the message names both ends); ``flow_hash`` neither
+            None nor an int.
         """
+        if flow_hash is not None:
+            return self._ecmp_walk(src, dst, flow_hash)
         key = (src, dst)
         hit = self._paths.get(key)
         if hit is None:
@@ -302,12 +331,12 @@ class Topology:
               ) -> tuple[str, ...]:
         """Concatenated routes through ``waypoints`` (e.g. ``[gpu, nic, peer_nic, peer_gpu]``
         for an RDMA transfer that must use given NICs); with ``flow_hash`` each leg is its
-        ECMP route (:meth:`ecmp_path`)."""
+        ECMP route (``path(a, b, flow_hash=flow_hash)``)."""
         if len(waypoints) < 2:
             raise UsageError(f"route {list(waypoints)!r}: needs at least two waypoints")
         out: list[str] = []
-        for a, b in zip(waypoints, waypoints[1:]):
-            out.extend(self.path(a, b) if flow_hash is None else self.ecmp_path(a, b, flow_hash))
+        for a, b in itertools.pairwise(waypoints):
+            out.extend(self.path(a, b, flow_hash=flow_hash))
         return tuple(out)
 
     def nearest(self, node: str, kind: NodeKind | str) -> str:
@@ -389,77 +418,137 @@ class Topology:
             yield ln, nxt_phase
 
     # -- ECMP -------------------------------------------------------------------------------
-    def paths(self, src: str, dst: str) -> tuple[tuple[str, ...], ...]:
+    def paths(self, src: str, dst: str, *, limit: int = ECMP_MAX_PATHS
+              ) -> tuple[tuple[str, ...], ...]:
         """Every equal-cost route from ``src`` to ``dst``: the fewest hops and, among those,
-        the least summed latency, as :meth:`path` ranks them (which is the first).  These are
-        the routes ECMP switches spread flows over (:meth:`path` with ``flow_hash``).
+        the least summed latency, under the forwarding rules of :meth:`path` (GPUs do not
+        forward, NICs only host side <-> network side, one network crossing).  Sorted by
+        link names, so ``paths(a, b)[0] == path(a, b)``; ``((),)`` when ``src == dst``.
+        These are the routes ECMP switches spread flows over (:meth:`path` with
+        ``flow_hash``).  Cached per pair.
+
+        Parameters
+        ----------
+        limit : int
+            Most routes to list (default :data:`ECMP_MAX_PATHS`).  More routes than that is
+            an error, never a silent truncation: the routes are counted first (a sum over
+            the shortest-route DAG, no listing), and the message gives the count.
+            ``path(..., flow_hash=)`` needs no listing and works at any count.
 
         Raises
         ------
         UsageError
-            Unknown node or no route; more than ``ECMP_MAX_PATHS`` routes (the message says
-            so rather than truncating silently).
+            Unknown node, no route, ``limit`` not an int >= 1, or more routes than ``limit``.
         """
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise UsageError(f"paths limit={limit!r}: must be an int >= 1")
+        dag = self._dag(src, dst)
+        if dag.count > limit:
+            raise UsageError(f"{dag.count} equal-cost routes from {src!r} to {dst!r}, more than "
+                             f"limit={limit}: pass a larger limit, or pick one route with "
+                             "path(..., flow_hash=)")
         key = (src, dst)
         hit = self._ecmp.get(key)
-        if hit is not None:
-            return hit
-        best = self.path(src, dst)
-        if not best:
-            self._ecmp[key] = ((),)
-            return self._ecmp[key]
-        hops, lat = len(best), self.path_latency_ns(best)
-        phase0 = _ON_NET if self.nodes[src].kind in _NETWORK_KINDS else _BEFORE_NET
-        out: list[tuple[str, ...]] = []
+        if hit is None:
+            out: list[tuple[str, ...]] = []
+            names: list[str] = []
 
-        def walk(at: str, phase: int, names: list[str], lat_so_far: int) -> None:
-            if len(out) > ECMP_MAX_PATHS:
-                return
-            if at == dst:
-                if len(names) == hops and lat_so_far == lat:
+            def walk(state: tuple[str, int]) -> None:
+                opts = dag.nxt.get(state)
+                if opts is None:                          # a terminal state: at dst
                     out.append(tuple(names))
-                return
-            if len(names) == hops or lat_so_far > lat:
-                return
-            for ln, nxt in self._steps(src, at, phase):
-                if ln.dst in seen:
-                    continue
-                seen.add(ln.dst)
-                names.append(ln.name)
-                walk(ln.dst, nxt, names, lat_so_far + ln.latency_ns)
-                names.pop()
-                seen.discard(ln.dst)
+                    return
+                for name, nxt in opts:                    # by link name: output is sorted
+                    names.append(name)
+                    walk(nxt)
+                    names.pop()
 
-        seen = {src}
-        walk(src, phase0, [], 0)
-        if len(out) > ECMP_MAX_PATHS:
-            raise UsageError(f"more than {ECMP_MAX_PATHS} equal-cost routes from {src!r} to "
-                             f"{dst!r}: pass an explicit path")
-        res = tuple(sorted(out))
-        self._ecmp[key] = res
-        return res
+            walk(dag.start)
+            hit = tuple(out)
+            self._ecmp[key] = hit
+        return hit
 
     def ecmp_path(self, src: str, dst: str, flow_hash: int) -> tuple[str, ...]:
-        """The equal-cost route an ECMP fabric gives the flow with this hash: at every switch
-        with several equal-cost next hops the choice is ``mix(flow_hash, switch) mod n``, as a
-        switch hashes a packet's 5-tuple (RoCEv2 puts per-QP entropy in the UDP source port,
-        IBTA RoCEv2 annex A17.3; ns-3 HPCC ``SwitchNode::GetOutDev`` hashes per flow).  The
-        hash is stable across processes (no Python ``hash()`` of strings)."""
+        """Same as ``path(src, dst, flow_hash=flow_hash)`` (kept for existing callers)."""
+        return self.path(src, dst, flow_hash=flow_hash)
+
+    def _ecmp_walk(self, src: str, dst: str, flow_hash: object) -> tuple[str, ...]:
+        """The route an ECMP fabric gives the flow ``flow_hash``; see :meth:`path`."""
         if isinstance(flow_hash, bool) or not isinstance(flow_hash, (int, np.integer)):
-            raise UsageError(f"flow_hash={flow_hash!r}: must be an int")
-        cands = self.paths(src, dst)
-        prefix: tuple[str, ...] = ()
-        while True:
-            live = [c for c in cands if c[:len(prefix)] == prefix]
-            if len(live) == 1 or (live and len(live[0]) == len(prefix)):
-                return live[0]
-            options = sorted({c[len(prefix)] for c in live})
-            at = self.link(options[0]).src
-            if len(options) > 1 and self.nodes[at].kind is NodeKind.SWITCH:
-                pick = options[_mix(int(flow_hash), at) % len(options)]
+            raise UsageError(f"flow_hash={flow_hash!r}: must be an int (or None)")
+        h = int(flow_hash) & _MASK64
+        dag = self._dag(src, dst)
+        nodes = self.nodes
+        state = dag.start
+        out: list[str] = []
+        while (opts := dag.nxt.get(state)) is not None:
+            at = state[0]
+            if len(opts) > 1 and nodes[at].kind is NodeKind.SWITCH:
+                name, state = opts[_mix(h, at) % len(opts)]
             else:
-                pick = options[0]
-            prefix = (*prefix, pick)
+                name, state = opts[0]                     # hosts do not hash: path()'s choice
+            out.append(name)
+        return tuple(out)
+
+    def _dag(self, src: str, dst: str) -> _RouteDag:
+        """The DAG of all equal-cost routes ``src -> dst`` over (node, phase) states, cached.
+
+        A Dijkstra by (hops, latency) from ``src`` with the same forwarding rules as
+        :meth:`_search` (:meth:`_steps`) settles every state no costlier than ``dst``; a link
+        ``u -> v`` is on an equal-cost route when ``cost(v) == cost(u) + (1, latency)`` and
+        ``v`` leads on to ``dst`` at the best cost.  Costs grow strictly along links (one hop
+        each), so settling order reversed is a topological order for the route counts.
+        """
+        key = (src, dst)
+        hit = self._dags.get(key)
+        if hit is not None:
+            return hit
+        self.path(src, dst)                  # unknown node / no route: the same UsageError
+        phase0 = _ON_NET if self.nodes[src].kind in _NETWORK_KINDS else _BEFORE_NET
+        start = (src, phase0)
+        cost: dict[tuple[str, int], tuple[int, int]] = {start: (0, 0)}
+        heap: list[tuple[int, int, str, int]] = [(0, 0, src, phase0)]
+        settled: list[tuple[str, int]] = []
+        done: set[tuple[str, int]] = set()
+        best: tuple[int, int] | None = None
+        while heap:
+            hops, lat, at, phase = heapq.heappop(heap)
+            if (at, phase) in done:
+                continue
+            if best is not None and (hops, lat) > best:
+                break
+            done.add((at, phase))
+            settled.append((at, phase))
+            if at == dst:                    # a route ends where it first reaches dst
+                best = best or (hops, lat)
+                continue
+            for ln, nxt_phase in self._steps(src, at, phase):
+                s = (ln.dst, nxt_phase)
+                c = (hops + 1, lat + ln.latency_ns)
+                old = cost.get(s)
+                if old is None or c < old:
+                    cost[s] = c
+                    heapq.heappush(heap, (*c, *s))
+        count: dict[tuple[str, int], int] = {}
+        nxt: dict[tuple[str, int], tuple[tuple[str, tuple[str, int]], ...]] = {}
+        for u in reversed(settled):
+            if u[0] == dst:
+                if cost[u] == best:
+                    count[u] = 1
+                continue
+            hops, lat = cost[u]
+            opts = []
+            for ln, nxt_phase in self._steps(src, u[0], u[1]):
+                v = (ln.dst, nxt_phase)
+                if v in count and cost[v] == (hops + 1, lat + ln.latency_ns):
+                    opts.append((ln.name, v))
+            if opts:
+                opts.sort()
+                nxt[u] = tuple(opts)
+                count[u] = sum(count[v] for _, v in opts)
+        dag = _RouteDag(start, MappingProxyType(nxt), count.get(start, 0))
+        self._dags[key] = dag
+        return dag
 
     def _search(self, src: str, dst: str) -> tuple[str, ...]:
         self.node(src)
