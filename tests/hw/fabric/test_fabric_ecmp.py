@@ -141,7 +141,7 @@ def test_cross_rail_hash_is_the_documented_mix_at_the_tor(key):
     assert TOPO.path(SRC, DST, flow_hash=key - 2**64) == TOPO.path(SRC, DST, flow_hash=key)
 
 
-def test_hash_is_stable_across_processes():
+def test_hash_is_stable_across_processes(tmp_path):
     golden = ["spine1", "spine2", "spine0", "spine0", "spine2", "spine0", "spine1", "spine3"]
     assert [_spine(TOPO.path(SRC, DST, flow_hash=k)) for k in range(8)] == golden
     code = ("from labrig.hw.fabric import dgx_like\n"
@@ -150,8 +150,10 @@ def test_hash_is_stable_across_processes():
     want = " ".join(f"tor0->{s}" for s in golden)
     for seed in ("1", "12345"):                           # str hash() differs per seed
         env = {**os.environ, "PYTHONHASHSEED": seed}
+        # run outside the checkout: its top-level labrig/ folder would shadow the installed
+        # package for `python -c` (the current directory comes first on sys.path)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True, timeout=60)
+                             text=True, check=True, timeout=60, cwd=tmp_path)
         assert out.stdout.strip() == want
 
 
