@@ -234,7 +234,7 @@ def _parse_ns3(key: str, args: list[str], typ: object) -> object:
     if typ in (bool, "bool"):
         return bool(int(raw))
     if typ in (int, "int"):
-        return int(float(raw)) if key != "PFC_XOFF" else int(float(raw))
+        return int(float(raw))
     return float(raw)
 
 
@@ -305,7 +305,7 @@ class QueueNetwork(FabricModel):
         self._nh = np.zeros(0, np.int64)              # hops per flow
         self._q = np.zeros((0, 1))                    # bytes of the flow queued at each hop
         self._rem = np.zeros(0)                       # bytes not yet injected
-        self._line = np.zeros(0)                      # line rate: first hop bandwidth, bytes/ns
+        self._line = np.zeros(0)                      # line rate: path bottleneck, bytes/ns
         self._rc = np.zeros(0)                        # DCQCN current rate RC, bytes/ns
         self._rt = np.zeros(0)                        # target rate RT
         self._alpha = np.zeros(0)
@@ -320,25 +320,15 @@ class QueueNetwork(FabricModel):
         self._cnp_due: list[list[int]] = []           # CNP arrival times at the RP
         self._offset = np.zeros(0, np.int64)          # see _advance
         self._step_ev: Event | None = None
-        self._t = platform.now_ns                     # time the state describes
 
     # -- public API -------------------------------------------------------------------------
-    def set_link_up(self, link: str, up: bool) -> None:
-        """Bring ``link`` up or down; down fails every flow sending or landing over it."""
-        i = self.topology.link(link).index
-        if bool(up) == bool(self._up[i]):
-            return
-        self._up[i] = bool(up)
-        if up:
-            return
-        reason = f"link {link} went down"
+    def _fail_sending(self, i: int, reason: str) -> None:
         hit = [k for k, f in enumerate(self._flows) if i in f._links]
         if hit:
             failed = [self._flows[k] for k in hit]
             self._drop_rows(np.setdiff1d(np.arange(len(self._flows)), hit))
             for f in failed:
                 self._fail(f, reason)
-        self._fail_landing(i, reason)
 
     def _cancel_active(self, flow: Flow) -> None:
         keep = [k for k, f in enumerate(self._flows) if f is not flow]
@@ -412,7 +402,6 @@ class QueueNetwork(FabricModel):
         self._last_cnp = np.append(self._last_cnp, -(1 << 62))
         self._cnp_due.append([])
         if self._step_ev is None:
-            self._t = now
             self._step_ev = self.plat.schedule(0, self._step)
 
     def _drop_rows(self, keep: np.ndarray) -> None:
@@ -443,18 +432,15 @@ class QueueNetwork(FabricModel):
             return
         dt = self._dt
         k = self._quiet_steps()
-        if k > 1:
+        if k > 1:                       # leaves every flow at least a step to go
             self._jump(k)
             self.stats["jumps"] += 1
-            self._t = now + k * dt
-            self._finish_done(self._t)
             self._reschedule(k * dt)
             return
         self.stats["steps"] += 1
         self._cc_timers(now)
         self._advance(dt, now)
-        self._t = now + dt
-        self._finish_done(self._t)
+        self._finish_done()
         for fn in self.observers:
             fn(self)
         self._reschedule(dt)
@@ -540,7 +526,7 @@ class QueueNetwork(FabricModel):
         downstream, switches drop beyond their buffer without PFC -- then ECN and PFC on the
         standing queues.  Sets ``self._offset`` (ns into the step a flow's last byte left)."""
         cfg = self.config
-        nf, width = self._q.shape
+        width = self._q.shape[1]
         nl = len(self._bw)
         rate = self._send_rate()
         inj = np.minimum(np.minimum(rate * dt, self._rem),
@@ -551,7 +537,6 @@ class QueueNetwork(FabricModel):
         hops = np.where(valid, self._hops, 0)
         cap = self._bw * dt * (self._up & ~self._paused)
         served_all = np.zeros_like(self._q)
-        rows = np.arange(nf)
         lossless = self._egress_sw < 0
         for h in range(width):
             v = valid[:, h]
@@ -580,7 +565,7 @@ class QueueNetwork(FabricModel):
             if h + 1 < width:
                 arrive = served * valid[:, h + 1]
                 if not cfg.ENABLE_PFC and self._switches:
-                    arrive = self._drop_overflow(arrive, hops[:, h + 1], valid[:, h + 1])
+                    arrive = self._drop_overflow(arrive, hops, valid, h + 1)
                 self._q[:, h + 1] += arrive
         # when in the step each flow's bytes left their slowest hop (for landing times)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -599,15 +584,13 @@ class QueueNetwork(FabricModel):
             self._pfc(hops, valid)
         if cfg.CC_MODE == 1:
             self._notify(now)
-        del rows
 
-    def _drop_overflow(self, arrive: np.ndarray, col: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Without PFC: bytes arriving at a switch whose buffer is full are dropped and go
-        back to their senders (go-back-N); returns what is kept."""
-        valid = self._hops >= 0
-        hops = np.where(valid, self._hops, 0)
+    def _drop_overflow(self, arrive: np.ndarray, hops: np.ndarray, valid: np.ndarray,
+                       h: int) -> np.ndarray:
+        """Without PFC: bytes ``arrive`` at hop ``h`` beyond a full switch buffer are dropped
+        and go back to their senders (go-back-N); returns what is kept."""
         held = self._switch_bytes(self._q, hops, valid)
-        sw = np.where(v, self._egress_sw[col], -1)
+        sw = np.where(valid[:, h], self._egress_sw[hops[:, h]], -1)
         ok = sw >= 0
         incoming = np.bincount(sw[ok], weights=arrive[ok], minlength=len(self._switches))
         room = np.maximum(self._buffer - held, 0.0)
@@ -627,8 +610,7 @@ class QueueNetwork(FabricModel):
 
     def _pfc(self, hops: np.ndarray, valid: np.ndarray) -> None:
         cfg = self.config
-        nf, width = self._q.shape
-        if width < 2:
+        if self._q.shape[1] < 2:
             return
         # bytes at hop h (h >= 1) sit at a node reached over hop h-1's link
         in_link = hops[:, :-1]
@@ -663,15 +645,15 @@ class QueueNetwork(FabricModel):
         self.stats["marks"] += int(np.floor(self._marks[want]).sum())
         self._marks[want] = 0.0      # answered, or folded into the CNP already sent
 
-    def _finish_done(self, t_end: int) -> None:
-        """Flows with every byte delivered land: their last byte left its last queue
-        ``offset`` ns into the step and arrives one path latency later."""
+    def _finish_done(self) -> None:
+        """After a step: flows with every byte delivered land; their last byte left its last
+        queue ``offset`` ns into the step and arrives one path latency later."""
         done = (self._rem <= 1e-6) & (self._q.sum(1) <= 1e-6)
         if not done.any():
             return
         idx = np.flatnonzero(done)
         flows = [self._flows[k] for k in idx.tolist()]
-        offset = self._offset[idx] if len(self._offset) == len(done) else np.zeros(len(idx))
+        offset = self._offset[idx]
         self._drop_rows(np.flatnonzero(~done))
         now = self.plat.now_ns
         for f, off in zip(flows, offset.tolist()):

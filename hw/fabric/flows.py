@@ -225,6 +225,23 @@ class FabricModel(ABC):
         ln = self.topology.link(link)
         return ln.bandwidth_Bps if self._up[ln.index] else 0.0
 
+    def set_link_up(self, link: str, up: bool) -> None:
+        """Bring ``link`` up or down.  Down: every flow sending or landing over it fails
+        (``on_fail`` runs as an event now) and the others carry on without it."""
+        i = self.topology.link(link).index
+        if bool(up) == bool(self._up[i]):
+            return
+        self._up[i] = bool(up)
+        if up:
+            return
+        reason = f"link {link} went down"
+        self._fail_sending(i, reason)
+        self._fail_landing(i, reason)
+
+    @abstractmethod
+    def _fail_sending(self, i: int, reason: str) -> None:
+        """Fail every flow not yet landing whose route crosses link index ``i``."""
+
     def cancel(self, flow: Flow) -> None:
         """Drop ``flow`` without calling either callback (e.g. its QP was destroyed)."""
         if flow.finished:
@@ -339,17 +356,8 @@ class FlowNetwork(FabricModel):
         if self._update_ev is None:
             self._update_ev = self.plat.schedule(0, self._on_update)
 
-    def set_link_up(self, link: str, up: bool) -> None:
-        """Bring ``link`` up or down.  Down: every flow sending or landing over it fails
-        (``on_fail`` runs as an event now) and the others' rates are recomputed."""
-        i = self.topology.link(link).index
-        if bool(up) == bool(self._up[i]):
-            return
+    def _fail_sending(self, i: int, reason: str) -> None:
         self._sync()
-        self._up[i] = bool(up)
-        if up:
-            return
-        reason = f"link {link} went down"
         keep = [k for k, f in enumerate(self._sending) if i not in f._links]
         if len(keep) != len(self._sending):
             failed = [f for f in self._sending if i in f._links]
@@ -362,7 +370,6 @@ class FlowNetwork(FabricModel):
                 self._fail(f, reason)
             else:
                 self._arrivals.append(f)
-        self._fail_landing(i, reason)
         self._recompute()
 
     def _cancel_active(self, flow: Flow) -> None:
