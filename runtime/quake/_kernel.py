@@ -24,7 +24,7 @@ typedef struct { const float *x; const float *norms; const int64_t *ids; int64_t
 void qk_scan_batch(const float *Q, const float *QN, int d, int k, const qk_part *p,
                    int m, const int32_t *rows, float *TD, int64_t *TI, int32_t *CNT);
 int qk_nearest(const float *q, float qn, const float *cent, const float *cn, int n, int d,
-               int m, int32_t *out_slot, float *out_d);
+               int m, int32_t *out_slot, float *out_d, float *work);
 int qk_aps(const float *q, float qn, int d, int k, int ncand, const int32_t *cand,
            const float *cd, const float *cent, const qk_part *parts,
            const double *cap_v, int cap_n, double target, double recompute,
@@ -139,25 +139,14 @@ static float select_kth(float *a, int n, int k) {
 }
 
 /* the m nearest centroids (slots and squared distances, ascending; ties by slot); returns
-   how many.  All distances first (4 rows at a time), then the m-th smallest by quickselect
-   and one pass to collect: O(n·d + n + m²) rather than a top-m insertion per centroid. */
+   how many.  All distances first (4 rows at a time) into work[0..n), then the m-th smallest
+   by quickselect on a copy in work[n..2n) and one pass to collect: O(n·d + n + m²) rather
+   than a top-m insertion per centroid. */
 int qk_nearest(const float *q, float qn, const float *cent, const float *cn, int n, int d,
-               int m, int32_t *out_slot, float *out_d) {
+               int m, int32_t *out_slot, float *out_d, float *work) {
     if (m <= 0 || n <= 0) return 0;
     if (m > n) m = n;
-    float *dist = malloc(2 * (size_t)n * sizeof *dist);
-    if (!dist) {                             /* no memory: the incremental top-m */
-        int32_t cnt = 0;
-        int64_t tmp_i[m];
-        for (int j = 0; j < n; j++) {
-            float dj = qn - 2.0f * dot(q, cent + (int64_t)j * d, d) + cn[j];
-            if (dj < 0.0f) dj = 0.0f;
-            if (cnt == m && !(dj < out_d[m - 1])) continue;
-            topk_push(out_d, tmp_i, &cnt, m, dj, j);
-        }
-        for (int j = 0; j < cnt; j++) out_slot[j] = (int32_t)tmp_i[j];
-        return cnt;
-    }
+    float *dist = work;
     float dots[SCAN_BLOCK];
     for (int j0 = 0; j0 < n; j0 += SCAN_BLOCK) {
         int nb = n - j0 < SCAN_BLOCK ? n - j0 : SCAN_BLOCK;
@@ -183,7 +172,6 @@ int qk_nearest(const float *q, float qn, const float *cent, const float *cn, int
         }
         out_d[j] = dv; out_slot[j] = sv;
     }
-    free(dist);
     return c;
 }
 

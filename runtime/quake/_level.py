@@ -27,6 +27,16 @@ BROADCAST_MAX = 1 << 16   # delete: compare all pairs below this many, else np.i
 MIN_CAPACITY = 16         # rows of a partition's first spare capacity
 
 
+class _Rows:
+    """Read-only view of the first ``size`` rows of a :class:`Partition` buffer."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.buf = "_" + name
+
+    def __get__(self, obj: Partition, owner: type | None = None) -> Any:
+        return getattr(obj, self.buf)[:obj._n]
+
+
 class Partition:
     """A centroid, the items assigned to it (``x`` (s, d) float32, ``ids`` (s,) int64) and
     their squared norms (kept so a scan is one dot product per item).
@@ -34,40 +44,25 @@ class Partition:
     Inserts append to the end of a partition (§3); the arrays keep spare capacity that
     doubles when full, like a ``std::vector``, so a batch of inserts costs the rows it adds
     rather than a copy of every partition it touches.  ``x``, ``ids`` and ``norms`` are
-    views of the first ``size`` rows; assigning all three (same length) replaces them.
+    views of the first ``size`` rows; :meth:`set_rows` replaces all three at once.
     """
 
     __slots__ = ("_ids", "_n", "_norms", "_x", "centroid")
+    x = _Rows()
+    ids = _Rows()
+    norms = _Rows()
 
     def __init__(self, centroid: F32, x: F32, ids: I64) -> None:
         self.centroid = np.ascontiguousarray(centroid, np.float32)
-        self.x = np.ascontiguousarray(x, np.float32)
-        self.ids = np.ascontiguousarray(ids, np.int64)
-        self.norms = (self.x * self.x).sum(1, dtype=np.float32)
+        x = np.ascontiguousarray(x, np.float32)
+        self.set_rows(x, ids, (x * x).sum(1, dtype=np.float32))
 
-    @property
-    def x(self) -> F32:
-        return self._x[:self._n]
-
-    @x.setter
-    def x(self, v: F32) -> None:
-        self._x, self._n = np.ascontiguousarray(v, np.float32), len(v)
-
-    @property
-    def ids(self) -> I64:
-        return self._ids[:self._n]
-
-    @ids.setter
-    def ids(self, v: I64) -> None:
-        self._ids, self._n = np.ascontiguousarray(v, np.int64), len(v)
-
-    @property
-    def norms(self) -> F32:
-        return self._norms[:self._n]
-
-    @norms.setter
-    def norms(self, v: F32) -> None:
-        self._norms, self._n = np.ascontiguousarray(v, np.float32), len(v)
+    def set_rows(self, x: F32, ids: I64, norms: F32) -> None:
+        """Replace the contents (same number of rows in each)."""
+        self._x = np.ascontiguousarray(x, np.float32)
+        self._ids = np.ascontiguousarray(ids, np.int64)
+        self._norms = np.ascontiguousarray(norms, np.float32)
+        self._n = len(self._ids)
 
     @property
     def size(self) -> int:
@@ -90,7 +85,7 @@ class Partition:
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
         """Compact the partition to the rows where ``mask`` is true (deletes, §3)."""
-        self.x, self.ids, self.norms = self.x[mask], self.ids[mask], self.norms[mask]
+        self.set_rows(self.x[mask], self.ids[mask], self.norms[mask])
 
 
 @dataclass
@@ -170,7 +165,7 @@ class Level:
         part = self.parts[pid]
         moved = not np.array_equal(part.centroid, centroid)
         part.centroid = np.array(centroid, dtype=np.float32)   # a copy, never a view
-        part.x, part.ids, part.norms = x, ids, norms
+        part.set_rows(x, ids, norms)
         if relocate:
             self.loc.update(dict.fromkeys(ids.tolist(), pid))
         self.changed()

@@ -74,8 +74,10 @@ def _nearest(index: QuakeIndex, ffi: Any, lib: Any, v: Any, qc: Any, qn: float, 
     """Slots and squared distances of the ``m`` centroids of view ``v`` nearest the query."""
     slots = np.empty(max(m, 1), np.int32)
     dists = np.empty(max(m, 1), np.float32)
+    work = np.empty(2 * max(len(v.pids), 1), np.float32)
     got = lib.qk_nearest(qc, qn, v.cent_c, v.cn_c, len(v.pids), index.d, m,
-                         ffi.from_buffer("int32_t[]", slots), ffi.from_buffer("float[]", dists))
+                         ffi.from_buffer("int32_t[]", slots), ffi.from_buffer("float[]", dists),
+                         ffi.from_buffer("float[]", work))
     return slots[:got], dists[:got]
 
 

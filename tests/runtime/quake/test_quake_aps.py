@@ -190,6 +190,7 @@ def test_nearest_centroids_kernel_orders_by_distance_then_slot() -> None:
         got = lib.qk_nearest(ffi.from_buffer("float[]", q), float((q * q).sum()),
                              ffi.from_buffer("float[]", cent), ffi.from_buffer("float[]", cn),
                              53, 8, m, ffi.from_buffer("int32_t[]", slots),
-                             ffi.from_buffer("float[]", dists))
+                             ffi.from_buffer("float[]", dists),
+                             ffi.from_buffer("float[]", np.empty(2 * 53, np.float32)))
         assert got == min(m, 53)
         assert slots[:got].tolist() == want[:got]
