@@ -8,12 +8,13 @@ so one experiment's heavy imports never slow the others).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from labrig.errors import UsageError
 from labrig.tools.results import ExperimentResult, RunContext
 
-__all__ = ["EXPERIMENT_MODULES", "Experiment", "experiment", "get_experiment",
+__all__ = ["EXPERIMENT_MODULES", "Experiment", "check_options", "experiment", "get_experiment",
            "list_experiments"]
 
 #: Modules that register experiments when imported, in the order ``--list`` shows them.
@@ -56,6 +57,14 @@ def experiment(name: str, *, title: str, paper: str, roles: tuple[str, ...] = ()
         return fn
 
     return deco
+
+
+def check_options(ctx: RunContext, name: str, known: Sequence[str]) -> None:
+    """UsageError naming the first ``--set`` key that experiment ``name`` does not take."""
+    unknown = sorted(set(ctx.options) - set(known))
+    if unknown:
+        raise UsageError(f"--set {unknown[0]}: not an option of {name} "
+                         f"(known: {', '.join(known)})")
 
 
 def _load() -> None:

@@ -35,7 +35,7 @@ from labrig.runtime.fuselink import (
     FuseLinkNet,
     ServerDevices,
 )
-from labrig.tools.experiments import experiment
+from labrig.tools.experiments import check_options, experiment
 from labrig.tools.plot import line_plot
 from labrig.tools.progress import Progress
 from labrig.tools.results import ExperimentResult, Headline, RunContext
@@ -56,6 +56,13 @@ NETWORK_MODELS: dict[str, type[FlowNetwork] | type[QueueNetwork]] = {
 OPTIONS = ("network",)
 
 
+def _network_model(name: str) -> type[FlowNetwork] | type[QueueNetwork]:
+    """The network model class for ``--set network=NAME``."""
+    if name not in NETWORK_MODELS:
+        raise UsageError(f"--set network={name!r}: must be one of {', '.join(NETWORK_MODELS)}")
+    return NETWORK_MODELS[name]
+
+
 @dataclass
 class Fabric:
     """An emulated multi-server fabric and the drivers a runtime gets from it."""
@@ -71,11 +78,10 @@ def build_fabric(n_servers: int = 2, gpus: int = 8, nics: int = 8, nic_gbps: flo
     """DGX-A100-like servers on a FlowNetwork (``network="flows"``) or on the queue model
     with ECN, PFC and DCQCN (``"queues"``); per server the EmuGpu drivers, one verbs Context
     per NIC and the static nearest-NIC binding (``Topology.pair_nearest``)."""
-    if network not in NETWORK_MODELS:
-        raise UsageError(f"--set network={network!r}: must be one of {', '.join(NETWORK_MODELS)}")
+    model = _network_model(network)
     plat = Platform(seed=seed)
     topo = dgx_a100(n_servers, gpus=gpus, nics=nics, nic_gbps=nic_gbps)
-    net = NETWORK_MODELS[network](plat, topo)
+    net = model(plat, topo)
     servers = []
     for s in range(n_servers):
         gnodes = topo.nodes_of(NodeKind.GPU, s)
@@ -124,13 +130,9 @@ def measure(fab: Fabric, policy: str, nbytes: int, pairs: list[int], *,
 def run(ctx: RunContext) -> ExperimentResult:
     """Run the sweep; see the module docstring."""
     t_start = time.monotonic()
-    unknown = sorted(set(ctx.options) - set(OPTIONS))
-    if unknown:
-        raise UsageError(f"--set {unknown[0]}: not an option of fuselink (known: "
-                         f"{', '.join(OPTIONS)})")
+    check_options(ctx, "fuselink", OPTIONS)
     network = ctx.options.get("network") or "flows"
-    if network not in NETWORK_MODELS:
-        raise UsageError(f"--set network={network!r}: must be one of {', '.join(NETWORK_MODELS)}")
+    _network_model(network)                       # a bad name fails before any work
     sizes = SIZES_QUICK if ctx.quick else SIZES_FULL
     cases = [("one pair", [0], sizes),
              ("all pairs", list(range(8)), [s for s in sizes if s <= ALL_PAIRS_MAX[ctx.quick]])]

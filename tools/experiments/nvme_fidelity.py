@@ -22,7 +22,7 @@ from labrig.tools.bench.nvme import (
     parse_qd_list,
     published_drive,
 )
-from labrig.tools.experiments import experiment
+from labrig.tools.experiments import check_options, experiment
 from labrig.tools.plot import line_plot
 from labrig.tools.results import ExperimentResult, Headline, RunContext
 
@@ -35,10 +35,7 @@ _OPTIONS = ("qd", "ios", "working_set")
 def _options(ctx: RunContext) -> tuple[tuple[int, ...], int | None, int | None]:
     from labrig.drivers.block import parse_size
 
-    unknown = sorted(set(ctx.options) - set(_OPTIONS))
-    if unknown:
-        raise UsageError(f"--set {unknown[0]}: not an option of {NAME} "
-                         f"(known: {', '.join(_OPTIONS)})")
+    check_options(ctx, NAME, _OPTIONS)
     qds = parse_qd_list(ctx.options["qd"]) if ctx.options.get("qd") else DEFAULT_QDS
     ios = None
     if ctx.options.get("ios"):

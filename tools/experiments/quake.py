@@ -179,14 +179,14 @@ class Stats:
     query_s: list[float] = field(default_factory=list)
     update_s: float = 0.0           # inserts and deletes, summed
     update_vecs: int = 0            # vectors inserted or deleted
+    maint_s: float = 0.0
+    recall: list[float] = field(default_factory=list)
 
     @property
     def update_s_per_vec(self) -> float:
         """Update time per vector over the whole run (a tiny last batch does not dominate,
         as it would in a mean of per-batch ratios)."""
         return self.update_s / max(self.update_vecs, 1)
-    maint_s: float = 0.0
-    recall: list[float] = field(default_factory=list)
 
 
 def _workload(ctx: RunContext) -> Workload:
